@@ -1,0 +1,554 @@
+//! The table of resources kedge serves. Adding a built-in kind is one row
+//! here plus, where it needs one, a strategy in `strategy.rs`.
+
+/// How object names of a kind are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// DNS-1123 subdomain (most kinds).
+    Subdomain,
+    /// DNS-1123 label (namespaces).
+    Label,
+    /// DNS-1035 label (services: must start with a letter).
+    Label1035,
+    /// Any path segment (RBAC kinds).
+    PathSegment,
+}
+
+/// One served resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group, "" for the legacy core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The resource name in URLs.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Served subresources: "status", "scale", "binding", "finalize".
+    pub subresources: &'static [&'static str],
+    /// Whether `metadata.generation` tracks spec changes.
+    pub has_generation: bool,
+    pub name_rule: NameRule,
+}
+
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceInfo {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.has_subresource("status")
+    }
+
+    /// The storage key prefix of this resource: `<group or core>/<plural>/`.
+    pub fn key_prefix(&self) -> String {
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/{g}/{}/", self.plural)
+    }
+
+    /// Key prefix for listing in one namespace (or all, if `ns` is None).
+    pub fn list_prefix(&self, ns: Option<&str>) -> String {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, ns: Option<&str>, name: &str) -> String {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+}
+
+const fn r(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> ResourceInfo {
+    ResourceInfo {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_generation: false,
+        name_rule: NameRule::Subdomain,
+    }
+}
+
+const fn short(mut ri: ResourceInfo, s: &'static [&'static str]) -> ResourceInfo {
+    ri.short_names = s;
+    ri
+}
+const fn cats(mut ri: ResourceInfo, c: &'static [&'static str]) -> ResourceInfo {
+    ri.categories = c;
+    ri
+}
+const fn subs(mut ri: ResourceInfo, s: &'static [&'static str]) -> ResourceInfo {
+    ri.subresources = s;
+    ri
+}
+const fn gen(mut ri: ResourceInfo) -> ResourceInfo {
+    ri.has_generation = true;
+    ri
+}
+const fn names(mut ri: ResourceInfo, rule: NameRule) -> ResourceInfo {
+    ri.name_rule = rule;
+    ri
+}
+
+const ALL: &[&str] = &["all"];
+const STATUS: &[&str] = &["status"];
+const STATUS_SCALE: &[&str] = &["status", "scale"];
+
+/// Every built-in resource, in discovery order within each group.
+pub static RESOURCES: &[ResourceInfo] = &[
+    // core/v1
+    names(
+        short(
+            subs(
+                r("", "Namespace", "namespaces", "namespace", false),
+                &["status", "finalize"],
+            ),
+            &["ns"],
+        ),
+        NameRule::Label,
+    ),
+    cats(
+        short(
+            subs(r("", "Pod", "pods", "pod", true), &["status", "binding"]),
+            &["po"],
+        ),
+        ALL,
+    ),
+    r("", "Binding", "bindings", "binding", true),
+    short(subs(r("", "Node", "nodes", "node", false), STATUS), &["no"]),
+    names(
+        cats(
+            short(
+                subs(r("", "Service", "services", "service", true), STATUS),
+                &["svc"],
+            ),
+            ALL,
+        ),
+        NameRule::Label1035,
+    ),
+    short(r("", "Endpoints", "endpoints", "endpoints", true), &["ep"]),
+    short(r("", "ConfigMap", "configmaps", "configmap", true), &["cm"]),
+    r("", "Secret", "secrets", "secret", true),
+    short(
+        r(
+            "",
+            "ServiceAccount",
+            "serviceaccounts",
+            "serviceaccount",
+            true,
+        ),
+        &["sa"],
+    ),
+    short(r("", "Event", "events", "event", true), &["ev"]),
+    r("", "PodTemplate", "podtemplates", "podtemplate", true),
+    short(
+        r("", "LimitRange", "limitranges", "limitrange", true),
+        &["limits"],
+    ),
+    short(
+        subs(
+            r("", "ResourceQuota", "resourcequotas", "resourcequota", true),
+            STATUS,
+        ),
+        &["quota"],
+    ),
+    short(
+        subs(
+            r(
+                "",
+                "PersistentVolume",
+                "persistentvolumes",
+                "persistentvolume",
+                false,
+            ),
+            STATUS,
+        ),
+        &["pv"],
+    ),
+    short(
+        subs(
+            r(
+                "",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                "persistentvolumeclaim",
+                true,
+            ),
+            STATUS,
+        ),
+        &["pvc"],
+    ),
+    gen(cats(
+        short(
+            subs(
+                r(
+                    "",
+                    "ReplicationController",
+                    "replicationcontrollers",
+                    "replicationcontroller",
+                    true,
+                ),
+                STATUS_SCALE,
+            ),
+            &["rc"],
+        ),
+        ALL,
+    )),
+    // apps/v1
+    gen(cats(
+        short(
+            subs(
+                r("apps", "Deployment", "deployments", "deployment", true),
+                STATUS_SCALE,
+            ),
+            &["deploy"],
+        ),
+        ALL,
+    )),
+    gen(cats(
+        short(
+            subs(
+                r("apps", "ReplicaSet", "replicasets", "replicaset", true),
+                STATUS_SCALE,
+            ),
+            &["rs"],
+        ),
+        ALL,
+    )),
+    gen(cats(
+        short(
+            subs(
+                r("apps", "DaemonSet", "daemonsets", "daemonset", true),
+                STATUS,
+            ),
+            &["ds"],
+        ),
+        ALL,
+    )),
+    gen(cats(
+        short(
+            subs(
+                r("apps", "StatefulSet", "statefulsets", "statefulset", true),
+                STATUS_SCALE,
+            ),
+            &["sts"],
+        ),
+        ALL,
+    )),
+    r(
+        "apps",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+    ),
+    // batch/v1
+    gen(cats(
+        subs(r("batch", "Job", "jobs", "job", true), STATUS),
+        ALL,
+    )),
+    gen(cats(
+        short(
+            subs(r("batch", "CronJob", "cronjobs", "cronjob", true), STATUS),
+            &["cj"],
+        ),
+        ALL,
+    )),
+    // coordination.k8s.io/v1
+    r("coordination.k8s.io", "Lease", "leases", "lease", true),
+    // discovery.k8s.io/v1
+    r(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+    ),
+    // events.k8s.io/v1
+    short(
+        r("events.k8s.io", "Event", "events", "event", true),
+        &["ev"],
+    ),
+    // rbac.authorization.k8s.io/v1
+    names(
+        r(
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "clusterrolebinding",
+            false,
+        ),
+        NameRule::PathSegment,
+    ),
+    names(
+        r(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "clusterroles",
+            "clusterrole",
+            false,
+        ),
+        NameRule::PathSegment,
+    ),
+    names(
+        r(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            "rolebinding",
+            true,
+        ),
+        NameRule::PathSegment,
+    ),
+    names(
+        r("rbac.authorization.k8s.io", "Role", "roles", "role", true),
+        NameRule::PathSegment,
+    ),
+    // node.k8s.io/v1
+    r(
+        "node.k8s.io",
+        "RuntimeClass",
+        "runtimeclasses",
+        "runtimeclass",
+        false,
+    ),
+    // scheduling.k8s.io/v1
+    short(
+        r(
+            "scheduling.k8s.io",
+            "PriorityClass",
+            "priorityclasses",
+            "priorityclass",
+            false,
+        ),
+        &["pc"],
+    ),
+    // policy/v1
+    gen(short(
+        subs(
+            r(
+                "policy",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                "poddisruptionbudget",
+                true,
+            ),
+            STATUS,
+        ),
+        &["pdb"],
+    )),
+    // networking.k8s.io/v1
+    gen(short(
+        subs(
+            r("networking.k8s.io", "Ingress", "ingresses", "ingress", true),
+            STATUS,
+        ),
+        &["ing"],
+    )),
+    r(
+        "networking.k8s.io",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        false,
+    ),
+    gen(short(
+        r(
+            "networking.k8s.io",
+            "NetworkPolicy",
+            "networkpolicies",
+            "networkpolicy",
+            true,
+        ),
+        &["netpol"],
+    )),
+    // storage.k8s.io/v1
+    short(
+        r(
+            "storage.k8s.io",
+            "StorageClass",
+            "storageclasses",
+            "storageclass",
+            false,
+        ),
+        &["sc"],
+    ),
+    r(
+        "storage.k8s.io",
+        "CSIDriver",
+        "csidrivers",
+        "csidriver",
+        false,
+    ),
+    // certificates.k8s.io/v1
+    short(
+        subs(
+            r(
+                "certificates.k8s.io",
+                "CertificateSigningRequest",
+                "certificatesigningrequests",
+                "certificatesigningrequest",
+                false,
+            ),
+            &["status", "approval"],
+        ),
+        &["csr"],
+    ),
+    // apiextensions.k8s.io/v1
+    gen(cats(
+        short(
+            subs(
+                r(
+                    "apiextensions.k8s.io",
+                    "CustomResourceDefinition",
+                    "customresourcedefinitions",
+                    "customresourcedefinition",
+                    false,
+                ),
+                STATUS,
+            ),
+            &["crd", "crds"],
+        ),
+        &["api-extensions"],
+    )),
+];
+
+/// The API groups served, in discovery order (core first, as "").
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+/// Resources of one group/version.
+pub fn resources_in<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// Look a resource up by its URL coordinates.
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Whether any resource is served in this group/version.
+pub fn serves(group: &str, version: &str) -> bool {
+    resources_in(group, version).next().is_some()
+}
+
+/// Verbs a resource supports in discovery.
+pub fn verbs(ri: &ResourceInfo) -> &'static [&'static str] {
+    if ri.plural == "bindings" {
+        &["create"]
+    } else {
+        STANDARD_VERBS
+    }
+}
+
+/// The kind, group and version a subresource answers with, and its verbs.
+pub fn subresource_info(
+    ri: &ResourceInfo,
+    sub: &str,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
+    match sub {
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+        "binding" => ("", "v1", "Binding", &["create"]),
+        "finalize" => ("", "v1", "Namespace", &["update"]),
+        "approval" => (ri.group, ri.version, ri.kind, &["get", "patch", "update"]),
+        _ => (ri.group, ri.version, ri.kind, &["get", "patch", "update"]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_prefixes() {
+        let pods = lookup("", "v1", "pods").expect("pods served");
+        assert_eq!(pods.key(Some("default"), "a"), "/core/pods/default/a");
+        assert_eq!(pods.list_prefix(Some("default")), "/core/pods/default/");
+        assert_eq!(pods.list_prefix(None), "/core/pods/");
+        let ns = lookup("", "v1", "namespaces").expect("namespaces served");
+        assert_eq!(ns.key(None, "x"), "/core/namespaces/x");
+        let dep = lookup("apps", "v1", "deployments").expect("deployments served");
+        assert_eq!(dep.api_version(), "apps/v1");
+        assert!(dep.has_subresource("scale"));
+    }
+
+    #[test]
+    fn no_duplicate_resources() {
+        for (i, a) in RESOURCES.iter().enumerate() {
+            for b in &RESOURCES[i + 1..] {
+                assert!(
+                    !(a.group == b.group && a.version == b.version && a.plural == b.plural),
+                    "{} served twice",
+                    a.plural
+                );
+            }
+        }
+        assert!(groups().contains(&"apiextensions.k8s.io"));
+    }
+}

@@ -1,0 +1,840 @@
+//! Per-kind behaviour of the generic REST handler: what create resets, what
+//! update may change, defaulting and validation. Works on raw JSON so that
+//! unknown fields survive.
+
+use serde_json::{json, Map, Value};
+
+use crate::meta;
+use crate::names;
+use crate::registry::{NameRule, ResourceInfo};
+use crate::status::Cause;
+
+/// Validate an object name for a kind; causes on `metadata.name`.
+pub fn validate_name(ri: &ResourceInfo, name: &str, field: &str) -> Vec<Cause> {
+    let errs = match ri.name_rule {
+        NameRule::Subdomain => names::is_dns1123_subdomain(name),
+        NameRule::Label => names::is_dns1123_label(name),
+        NameRule::Label1035 => dns1035_label(name),
+        NameRule::PathSegment => names::is_path_segment_name(name),
+    };
+    errs.into_iter()
+        .map(|e| Cause::invalid(field, &json!(name), &e))
+        .collect()
+}
+
+/// DNS-1035 label (`k8s.io/apimachinery/pkg/util/validation.IsDNS1035Label`).
+fn dns1035_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    if !ok {
+        errs.push("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string());
+    }
+    errs
+}
+
+/// Fill in what the server sets on create for this kind, before validation.
+/// The handler has already set uid, creationTimestamp and name.
+pub fn prepare_for_create(ri: &ResourceInfo, obj: &mut Value) {
+    if ri.has_generation {
+        meta::metadata_mut(obj).insert("generation".into(), json!(1));
+    }
+    let Some(o) = obj.as_object_mut() else { return };
+    match (ri.group, ri.plural) {
+        ("", "namespaces") => {
+            let spec = child(o, "spec");
+            spec.insert("finalizers".into(), json!(["kubernetes"]));
+            o.insert("status".into(), json!({"phase": "Active"}));
+        }
+        ("", "pods") => {
+            default_pod_spec(child(o, "spec"));
+            let qos = qos_class(o.get("spec"));
+            o.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
+        }
+        ("", "services") => {
+            default_service_spec(child(o, "spec"));
+            o.insert("status".into(), json!({"loadBalancer": {}}));
+        }
+        ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
+            o.insert("status".into(), json!({"phase": "Pending"}));
+        }
+        ("", "nodes") => {}
+        _ => {
+            if ri.has_status() {
+                o.remove("status");
+                if ri.group == "apiextensions.k8s.io" || ri.group == "certificates.k8s.io" {
+                    o.insert("status".into(), json!({}));
+                }
+            }
+        }
+    }
+    if ri.plural == "namespaces" {
+        // Upstream labels every namespace with its own name.
+        let name = meta::name(obj).to_string();
+        let md = meta::metadata_mut(obj);
+        let labels = md.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
+}
+
+/// Carry over what an update of the main resource may not change, and bump
+/// `generation` when the spec (everything but metadata and status) changed.
+pub fn prepare_for_update(ri: &ResourceInfo, new: &mut Value, old: &Value) {
+    if ri.has_status() {
+        match old.get("status") {
+            Some(s) => {
+                if let Some(o) = new.as_object_mut() {
+                    o.insert("status".into(), s.clone());
+                }
+            }
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    if ri.plural == "namespaces" && ri.group.is_empty() {
+        // spec.finalizers changes only through /finalize.
+        if let (Some(n), Some(spec)) = (new.as_object_mut(), old.get("spec")) {
+            n.insert("spec".into(), spec.clone());
+        }
+        let name = meta::name(old).to_string();
+        let md = meta::metadata_mut(new);
+        let labels = md.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
+    let old_gen = meta::generation(old);
+    if ri.has_generation {
+        let changed = strip_meta_status(new) != strip_meta_status(old);
+        let g = if changed { old_gen + 1 } else { old_gen.max(1) };
+        meta::metadata_mut(new).insert("generation".into(), json!(g));
+    } else if old_gen != 0 {
+        meta::metadata_mut(new).insert("generation".into(), json!(old_gen));
+    }
+}
+
+/// For a `status` subresource update: keep everything from `old` but status
+/// (and the few metadata fields status writers may touch).
+pub fn prepare_for_status_update(new: &mut Value, old: &Value) {
+    let status = new.get("status").cloned();
+    let new_meta = meta::metadata(new).cloned();
+    let mut merged = old.clone();
+    if let Some(o) = merged.as_object_mut() {
+        match status {
+            Some(s) => {
+                o.insert("status".into(), s);
+            }
+            None => {
+                o.remove("status");
+            }
+        }
+    }
+    if let Some(nm) = new_meta {
+        // resourceVersion is the precondition; carry it for the conflict check.
+        if let Some(rv) = nm.get("resourceVersion") {
+            meta::metadata_mut(&mut merged).insert("resourceVersion".into(), rv.clone());
+        }
+    }
+    *new = merged;
+}
+
+fn strip_meta_status(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("metadata");
+        o.remove("status");
+    }
+    v
+}
+
+fn child<'a>(o: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let e = o.entry(key).or_insert_with(|| json!({}));
+    if !e.is_object() {
+        *e = json!({});
+    }
+    match e {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
+    }
+}
+
+fn set_default(o: &mut Map<String, Value>, key: &str, v: Value) {
+    if !o.contains_key(key) {
+        o.insert(key.into(), v);
+    }
+}
+
+fn default_pod_spec(spec: &mut Map<String, Value>) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "enableServiceLinks", json!(true));
+    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    set_default(spec, "priority", json!(0));
+    if let Some(sa) = spec.get("serviceAccountName").cloned() {
+        set_default(spec, "serviceAccount", sa);
+    }
+    for list in ["initContainers", "containers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                set_default(c, "terminationMessagePolicy", json!("File"));
+                set_default(c, "resources", json!({}));
+                if !c.contains_key("imagePullPolicy") {
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                    let policy = if image_tag(image).is_none_or(|t| t == "latest") {
+                        "Always"
+                    } else {
+                        "IfNotPresent"
+                    };
+                    c.insert("imagePullPolicy".into(), json!(policy));
+                }
+                if let Some(Value::Array(ports)) = c.get_mut("ports") {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        set_default(p, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tag of an image reference, if it has one (a digest counts as pinned).
+fn image_tag(image: &str) -> Option<&str> {
+    if image.contains('@') {
+        return Some("@digest");
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, t)| t)
+}
+
+/// The pod QoS class from its containers' resources.
+pub fn qos_class(spec: Option<&Value>) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    let containers = spec
+        .into_iter()
+        .flat_map(|s| {
+            ["initContainers", "containers"]
+                .into_iter()
+                .filter_map(move |k| s.get(k).and_then(Value::as_array))
+        })
+        .flatten();
+    for c in containers {
+        let res = c.get("resources");
+        let limits = res.and_then(|r| r.get("limits")).and_then(Value::as_object);
+        let requests = res
+            .and_then(|r| r.get("requests"))
+            .and_then(Value::as_object);
+        for r in ["cpu", "memory"] {
+            let l = limits.and_then(|m| m.get(r));
+            let q = requests.and_then(|m| m.get(r)).or(l);
+            if l.is_some() || q.is_some() {
+                any = true;
+            }
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn default_service_spec(spec: &mut Map<String, Value>) {
+    let external_name = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+    set_default(spec, "type", json!("ClusterIP"));
+    set_default(spec, "sessionAffinity", json!("None"));
+    if !external_name {
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_default(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                set_default(p, "targetPort", port);
+            }
+        }
+    }
+}
+
+/// Validate required fields and shapes of a built-in kind. Returns causes
+/// with upstream's field paths; empty when valid.
+pub fn validate(ri: &ResourceInfo, obj: &Value) -> Vec<Cause> {
+    let mut c = Vec::new();
+    validate_meta(obj, &mut c);
+    let spec = obj.get("spec");
+    match (ri.group, ri.plural) {
+        ("", "pods") => validate_pod_spec(spec, "spec", &mut c),
+        ("", "podtemplates") => validate_template(obj.get("template"), "template", &mut c),
+        ("", "services") => validate_service(spec, &mut c),
+        ("", "configmaps") => {
+            for f in ["data", "binaryData"] {
+                validate_config_keys(obj.get(f), f, &mut c);
+            }
+        }
+        ("", "secrets") => {
+            validate_config_keys(obj.get("data"), "data", &mut c);
+            validate_config_keys(obj.get("stringData"), "stringData", &mut c);
+        }
+        ("", "replicationcontrollers") => {
+            non_negative(spec, "replicas", "spec.replicas", &mut c);
+            validate_template(
+                spec.and_then(|s| s.get("template")),
+                "spec.template",
+                &mut c,
+            );
+        }
+        ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets") => {
+            validate_workload(ri.plural, spec, &mut c)
+        }
+        ("batch", "jobs") => validate_job_spec(spec, "spec", &mut c),
+        ("batch", "cronjobs") => {
+            let schedule = spec.and_then(|s| s.get("schedule")).and_then(Value::as_str);
+            if schedule.is_none_or(str::is_empty) {
+                c.push(Cause::required("spec.schedule"));
+            }
+            match spec.and_then(|s| s.get("jobTemplate")) {
+                None => c.push(Cause::required("spec.jobTemplate")),
+                Some(jt) => validate_job_spec(jt.get("spec"), "spec.jobTemplate.spec", &mut c),
+            }
+        }
+        ("discovery.k8s.io", "endpointslices") => {
+            match obj.get("addressType").and_then(Value::as_str) {
+                None => c.push(Cause::required("addressType")),
+                Some(t) if !["IPv4", "IPv6", "FQDN"].contains(&t) => c.push(Cause::not_supported(
+                    "addressType",
+                    &json!(t),
+                    &["FQDN", "IPv4", "IPv6"],
+                )),
+                _ => {}
+            }
+        }
+        ("node.k8s.io", "runtimeclasses") => required_string(obj, "handler", &mut c),
+        ("scheduling.k8s.io", "priorityclasses")
+            if !obj.get("value").is_some_and(Value::is_i64) =>
+        {
+            c.push(Cause::required("value"));
+        }
+        ("storage.k8s.io", "storageclasses") => required_string(obj, "provisioner", &mut c),
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            for f in ["request", "signerName"] {
+                if spec.and_then(|s| s.get(f)).is_none() {
+                    c.push(Cause::required(&format!("spec.{f}")));
+                }
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            let modes = spec
+                .and_then(|s| s.get("accessModes"))
+                .and_then(Value::as_array);
+            if modes.is_none_or(Vec::is_empty) {
+                c.push(Cause::required_msg(
+                    "spec.accessModes",
+                    "at least 1 access mode is required",
+                ));
+            }
+            if spec
+                .and_then(|s| s.pointer("/resources/requests/storage"))
+                .is_none()
+            {
+                c.push(Cause::required("spec.resources[storage]"));
+            }
+        }
+        ("", "persistentvolumes") => {
+            let modes = spec
+                .and_then(|s| s.get("accessModes"))
+                .and_then(Value::as_array);
+            if modes.is_none_or(Vec::is_empty) {
+                c.push(Cause::required_msg(
+                    "spec.accessModes",
+                    "must specify at least 1 access mode",
+                ));
+            }
+            if spec.and_then(|s| s.pointer("/capacity/storage")).is_none() {
+                c.push(Cause::required("spec.capacity"));
+            }
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => validate_crd(obj, &mut c),
+        _ => {}
+    }
+    c
+}
+
+fn required_string(obj: &Value, field: &str, c: &mut Vec<Cause>) {
+    if obj
+        .get(field)
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        c.push(Cause::required(field));
+    }
+}
+
+fn validate_meta(obj: &Value, c: &mut Vec<Cause>) {
+    let Some(md) = meta::metadata(obj) else {
+        return;
+    };
+    if let Some(labels) = md.get("labels") {
+        match labels.as_object() {
+            Some(l) => {
+                for (k, v) in l {
+                    for e in names::is_qualified_name(k) {
+                        c.push(Cause::invalid("metadata.labels", &json!(k), &e));
+                    }
+                    match v.as_str() {
+                        Some(s) => {
+                            for e in names::is_valid_label_value(s) {
+                                c.push(Cause::invalid("metadata.labels", &json!(s), &e));
+                            }
+                        }
+                        None => c.push(Cause::invalid(
+                            "metadata.labels",
+                            v,
+                            "label values must be strings",
+                        )),
+                    }
+                }
+            }
+            None if labels.is_null() => {}
+            None => c.push(Cause::invalid("metadata.labels", labels, "must be a map")),
+        }
+    }
+    if let Some(Value::Object(ann)) = md.get("annotations") {
+        let mut total = 0usize;
+        for (k, v) in ann {
+            for e in names::is_qualified_name(&k.to_lowercase()) {
+                c.push(Cause::invalid("metadata.annotations", &json!(k), &e));
+            }
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > 256 * 1024 {
+            c.push(Cause {
+                reason: "FieldValueTooLong".into(),
+                message: "Too long: must have at most 262144 bytes".into(),
+                field: "metadata.annotations".into(),
+            });
+        }
+    }
+}
+
+fn non_negative(spec: Option<&Value>, field: &str, path: &str, c: &mut Vec<Cause>) {
+    if let Some(v) = spec.and_then(|s| s.get(field)) {
+        if v.as_i64().is_none_or(|n| n < 0) {
+            c.push(Cause::invalid(
+                path,
+                v,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+}
+
+fn validate_container_list(list: Option<&Value>, path: &str, required: bool, c: &mut Vec<Cause>) {
+    let items = list.and_then(Value::as_array);
+    match items {
+        Some(items) if !items.is_empty() => {
+            let mut seen = Vec::new();
+            for (i, ct) in items.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                match ct.get("name").and_then(Value::as_str) {
+                    None | Some("") => c.push(Cause::required(&format!("{p}.name"))),
+                    Some(n) => {
+                        for e in names::is_dns1123_label(n) {
+                            c.push(Cause::invalid(&format!("{p}.name"), &json!(n), &e));
+                        }
+                        if seen.contains(&n) {
+                            c.push(Cause::duplicate(&format!("{p}.name"), &json!(n)));
+                        }
+                        seen.push(n);
+                    }
+                }
+                if ct
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    c.push(Cause::required(&format!("{p}.image")));
+                }
+                if let Some(ports) = ct.get("ports").and_then(Value::as_array) {
+                    for (j, port) in ports.iter().enumerate() {
+                        let pp = format!("{p}.ports[{j}].containerPort");
+                        match port.get("containerPort").and_then(Value::as_i64) {
+                            None => c.push(Cause::required(&pp)),
+                            Some(n) if !(1..=65535).contains(&n) => c.push(Cause::invalid(
+                                &pp,
+                                &json!(n),
+                                "must be between 1 and 65535, inclusive",
+                            )),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            if required {
+                c.push(Cause::required(path));
+            }
+        }
+    }
+}
+
+fn validate_pod_spec(spec: Option<&Value>, path: &str, c: &mut Vec<Cause>) {
+    let Some(spec) = spec else {
+        c.push(Cause::required(&format!("{path}.containers")));
+        return;
+    };
+    validate_container_list(
+        spec.get("containers"),
+        &format!("{path}.containers"),
+        true,
+        c,
+    );
+    validate_container_list(
+        spec.get("initContainers"),
+        &format!("{path}.initContainers"),
+        false,
+        c,
+    );
+    if let Some(rp) = spec.get("restartPolicy") {
+        if !["Always", "OnFailure", "Never"].contains(&rp.as_str().unwrap_or("")) {
+            c.push(Cause::not_supported(
+                &format!("{path}.restartPolicy"),
+                rp,
+                &["Always", "Never", "OnFailure"],
+            ));
+        }
+    }
+    if let Some(dp) = spec.get("dnsPolicy") {
+        let ok = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+        if !ok.contains(&dp.as_str().unwrap_or("")) {
+            c.push(Cause::not_supported(&format!("{path}.dnsPolicy"), dp, &ok));
+        }
+    }
+}
+
+fn validate_template(tpl: Option<&Value>, path: &str, c: &mut Vec<Cause>) {
+    match tpl {
+        None => c.push(Cause::required(path)),
+        Some(t) => validate_pod_spec(t.get("spec"), &format!("{path}.spec"), c),
+    }
+}
+
+fn validate_workload(plural: &str, spec: Option<&Value>, c: &mut Vec<Cause>) {
+    if plural != "daemonsets" {
+        non_negative(spec, "replicas", "spec.replicas", c);
+    }
+    let selector = spec.and_then(|s| s.get("selector"));
+    let sel = match selector {
+        None => {
+            c.push(Cause::required("spec.selector"));
+            None
+        }
+        Some(s) => match crate::selectors::label_selector_from_json(s) {
+            Ok(sel) if sel.is_empty() => {
+                c.push(Cause::invalid(
+                    "spec.selector",
+                    s,
+                    "empty selector is invalid for deployment",
+                ));
+                None
+            }
+            Ok(sel) => Some(sel),
+            Err(e) => {
+                c.push(Cause::invalid("spec.selector", s, &e));
+                None
+            }
+        },
+    };
+    let tpl = spec.and_then(|s| s.get("template"));
+    validate_template(tpl, "spec.template", c);
+    if let (Some(sel), Some(t)) = (sel, tpl) {
+        let labels = t.pointer("/metadata/labels").and_then(Value::as_object);
+        if !sel.matches(labels) {
+            c.push(Cause::invalid(
+                "spec.template.metadata.labels",
+                &labels
+                    .map(|l| Value::Object(l.clone()))
+                    .unwrap_or(Value::Null),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    if plural == "statefulsets"
+        && spec
+            .and_then(|s| s.get("serviceName"))
+            .is_some_and(|v| !v.is_string())
+    {
+        c.push(Cause::invalid(
+            "spec.serviceName",
+            &Value::Null,
+            "must be a string",
+        ));
+    }
+}
+
+fn validate_job_spec(spec: Option<&Value>, path: &str, c: &mut Vec<Cause>) {
+    for f in ["parallelism", "completions", "backoffLimit"] {
+        non_negative(spec, f, &format!("{path}.{f}"), c);
+    }
+    let tpl = spec.and_then(|s| s.get("template"));
+    validate_template(tpl, &format!("{path}.template"), c);
+    if let Some(t) = tpl {
+        let rp = t.pointer("/spec/restartPolicy");
+        if !matches!(rp.and_then(Value::as_str), Some("OnFailure" | "Never")) {
+            c.push(Cause::not_supported(
+                &format!("{path}.template.spec.restartPolicy"),
+                rp.unwrap_or(&json!("Always")),
+                &["OnFailure", "Never"],
+            ));
+        }
+    }
+}
+
+fn validate_service(spec: Option<&Value>, c: &mut Vec<Cause>) {
+    let ty = spec
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let types = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+    if !types.contains(&ty) {
+        c.push(Cause::not_supported("spec.type", &json!(ty), &types));
+    }
+    let headless = spec
+        .and_then(|s| s.get("clusterIP"))
+        .and_then(Value::as_str)
+        == Some("None");
+    let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
+    if ty == "ExternalName" {
+        if spec
+            .and_then(|s| s.get("externalName"))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            c.push(Cause::required("spec.externalName"));
+        }
+    } else if ports.is_none_or(Vec::is_empty) && !headless {
+        c.push(Cause::required("spec.ports"));
+    }
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        let pp = format!("spec.ports[{i}].port");
+        match p.get("port").and_then(Value::as_i64) {
+            None => c.push(Cause::required(&pp)),
+            Some(n) if !(1..=65535).contains(&n) => c.push(Cause::invalid(
+                &pp,
+                &json!(n),
+                "must be between 1 and 65535, inclusive",
+            )),
+            _ => {}
+        }
+        if ports.is_some_and(|ps| ps.len() > 1)
+            && p.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            c.push(Cause::required(&format!("spec.ports[{i}].name")));
+        }
+        if let Some(proto) = p.get("protocol") {
+            let ok = ["TCP", "UDP", "SCTP"];
+            if !ok.contains(&proto.as_str().unwrap_or("")) {
+                c.push(Cause::not_supported(
+                    &format!("spec.ports[{i}].protocol"),
+                    proto,
+                    &ok,
+                ));
+            }
+        }
+    }
+}
+
+/// ConfigMap and Secret keys (`IsConfigMapKey`).
+fn validate_config_keys(data: Option<&Value>, field: &str, c: &mut Vec<Cause>) {
+    let Some(m) = data.and_then(Value::as_object) else {
+        return;
+    };
+    for k in m.keys() {
+        let ok = !k.is_empty()
+            && k.len() <= 253
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && k != "."
+            && k != ".."
+            && !k.starts_with("..");
+        if !ok {
+            c.push(Cause::invalid(
+                &format!("{field}[{k}]"),
+                &json!(k),
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+            ));
+        }
+    }
+}
+
+fn validate_crd(obj: &Value, c: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    let group = spec.and_then(|s| s.get("group")).and_then(Value::as_str);
+    let plural = spec
+        .and_then(|s| s.pointer("/names/plural"))
+        .and_then(Value::as_str);
+    if group.is_none_or(str::is_empty) {
+        c.push(Cause::required("spec.group"));
+    }
+    if plural.is_none_or(str::is_empty) {
+        c.push(Cause::required("spec.names.plural"));
+    }
+    if spec
+        .and_then(|s| s.pointer("/names/kind"))
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        c.push(Cause::required("spec.names.kind"));
+    }
+    match spec.and_then(|s| s.get("scope")).and_then(Value::as_str) {
+        Some("Namespaced" | "Cluster") => {}
+        Some(other) => c.push(Cause::not_supported(
+            "spec.scope",
+            &json!(other),
+            &["Cluster", "Namespaced"],
+        )),
+        None => c.push(Cause::required("spec.scope")),
+    }
+    if spec
+        .and_then(|s| s.get("versions"))
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        c.push(Cause::required("spec.versions"));
+    }
+    if let (Some(g), Some(p)) = (group, plural) {
+        let want = format!("{p}.{g}");
+        let name = meta::name(obj);
+        if name != want {
+            c.push(Cause::invalid(
+                "metadata.name",
+                &json!(name),
+                "must be spec.names.plural+\".\"+spec.group",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::lookup;
+
+    fn ri(g: &str, p: &str) -> &'static ResourceInfo {
+        lookup(g, "v1", p).expect("served")
+    }
+
+    #[test]
+    fn pod_without_containers_is_invalid() {
+        let c = validate(
+            ri("", "pods"),
+            &json!({"metadata": {"name": "a"}, "spec": {}}),
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].field, "spec.containers");
+        assert_eq!(c[0].reason, "FieldValueRequired");
+    }
+
+    #[test]
+    fn pod_defaults_and_qos() {
+        let mut p = json!({"metadata": {"name": "a"}, "spec": {"containers": [
+            {"name": "c", "image": "busybox:1.36", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}
+        ]}});
+        prepare_for_create(ri("", "pods"), &mut p);
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        assert_eq!(
+            p["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(p["status"]["qosClass"], "Guaranteed");
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert!(validate(ri("", "pods"), &p).is_empty());
+    }
+
+    #[test]
+    fn latest_tag_pulls_always() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "reg:5000/busybox"}]}});
+        prepare_for_create(ri("", "pods"), &mut p);
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    }
+
+    #[test]
+    fn update_keeps_status_and_bumps_generation() {
+        let d = ri("apps", "deployments");
+        let old = json!({"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let mut same = json!({"metadata": {"name": "d", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {"replicas": 9}});
+        prepare_for_update(d, &mut same, &old);
+        assert_eq!(same["metadata"]["generation"], 3);
+        assert_eq!(same["status"]["replicas"], 1);
+        let mut changed = json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}});
+        prepare_for_update(d, &mut changed, &old);
+        assert_eq!(changed["metadata"]["generation"], 4);
+    }
+
+    #[test]
+    fn status_update_keeps_spec() {
+        let old =
+            json!({"metadata": {"name": "d", "resourceVersion": "5"}, "spec": {"replicas": 1}});
+        let mut new = json!({"metadata": {"name": "d", "resourceVersion": "4"}, "spec": {"replicas": 7}, "status": {"replicas": 1}});
+        prepare_for_status_update(&mut new, &old);
+        assert_eq!(new["spec"]["replicas"], 1);
+        assert_eq!(new["status"]["replicas"], 1);
+        assert_eq!(new["metadata"]["resourceVersion"], "4");
+    }
+
+    #[test]
+    fn selector_must_match_template() {
+        let d = json!({"metadata": {"name": "d"}, "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {"metadata": {"labels": {"app": "y"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let c = validate(ri("apps", "deployments"), &d);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn service_rules() {
+        let c = validate(
+            ri("", "services"),
+            &json!({"metadata": {"name": "s"}, "spec": {}}),
+        );
+        assert_eq!(c[0].field, "spec.ports");
+        assert!(validate_name(ri("", "services"), "1abc", "metadata.name").len() == 1);
+        assert!(validate_name(ri("", "services"), "abc", "metadata.name").is_empty());
+    }
+
+    #[test]
+    fn job_restart_policy() {
+        let j = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let c = validate(ri("batch", "jobs"), &j);
+        assert_eq!(c[0].field, "spec.template.spec.restartPolicy");
+    }
+}

@@ -1,0 +1,1412 @@
+//! The one generic REST handler: every built-in resource goes through here,
+//! its differences expressed by `kedge_api::strategy`.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use kedge_api::registry::{self, ResourceInfo};
+use kedge_api::selectors::{FieldSelector, LabelSelector};
+use kedge_api::status::{success_status, Cause};
+use kedge_api::{meta, strategy, table, ApiError};
+use kedge_store::{Store, Stored};
+use serde_json::{json, Map, Value};
+
+use crate::auth::{self, Attributes, User};
+use crate::negotiate::{self, Output, MAX_BODY};
+use crate::path::ResourcePath;
+use crate::query::Query;
+use crate::server::{ApiServer, Body};
+use crate::watch;
+
+/// A parsed resource request.
+pub(crate) struct Req {
+    pub ri: &'static ResourceInfo,
+    pub ns: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+    pub query: Query,
+    pub out: Output,
+    pub headers: HeaderMap,
+}
+
+pub(crate) fn store_err(ri: &ResourceInfo, name: &str, e: kedge_store::Error) -> ApiError {
+    match e {
+        kedge_store::Error::AlreadyExists(_) => ApiError::already_exists(ri.group, ri.plural, name),
+        kedge_store::Error::NotFound(_) => ApiError::not_found(ri.group, ri.plural, name),
+        kedge_store::Error::Conflict { .. } => ApiError::modified(ri.group, ri.plural, name),
+        kedge_store::Error::TooOld { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+        other => {
+            tracing::error!(error = %other, "datastore error");
+            ApiError::internal(other)
+        }
+    }
+}
+
+pub(crate) fn parse_stored(s: &Stored) -> Result<Value, ApiError> {
+    serde_json::from_slice(&s.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", s.key)))
+}
+
+pub async fn handle(
+    srv: Arc<ApiServer>,
+    user: User,
+    rp: ResourcePath,
+    req: Request<Body>,
+) -> Response<Body> {
+    match handle_inner(srv, user, rp, req).await {
+        Ok(r) => r,
+        Err(e) => negotiate::error_response(&e),
+    }
+}
+
+async fn handle_inner(
+    srv: Arc<ApiServer>,
+    user: User,
+    rp: ResourcePath,
+    req: Request<Body>,
+) -> Result<Response<Body>, ApiError> {
+    let ri = registry::lookup(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::not_found_path)?;
+    if !ri.namespaced && rp.namespace.is_some() {
+        return Err(ApiError::not_found_path());
+    }
+    if let Some(sub) = &rp.subresource {
+        if !ri.has_subresource(sub) {
+            return Err(ApiError::not_found_path());
+        }
+    }
+    let query = Query::parse(req.uri().query())?;
+    let method = req.method().clone();
+    let has_name = rp.name.is_some();
+    let verb = match (&method, has_name) {
+        (&Method::GET, _) if query.watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, false) => "create",
+        (&Method::POST, true) if rp.subresource.as_deref() == Some("binding") => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) if rp.subresource.is_none() => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    if ri.plural == "bindings" && verb != "create" {
+        return Err(ApiError::method_not_allowed());
+    }
+    auth::authorize(
+        &user,
+        &Attributes {
+            verb,
+            group: ri.group,
+            resource: ri.plural,
+            subresource: rp.subresource.as_deref(),
+            namespace: rp.namespace.as_deref(),
+            name: rp.name.as_deref(),
+        },
+    )?;
+    let out = negotiate::choose_output(req.headers())?;
+    let (parts, body) = req.into_parts();
+    let r = Req {
+        ri,
+        ns: rp.namespace,
+        name: rp.name,
+        sub: rp.subresource,
+        query,
+        out,
+        headers: parts.headers,
+    };
+    match verb {
+        "get" => get(&srv, &r).await,
+        "list" => list(&srv, &r).await,
+        "watch" => watch::serve(srv, r).await,
+        "create" => {
+            let body = read_body(&r.headers, body).await?;
+            create(&srv, &r, &body).await
+        }
+        "update" => {
+            let body = read_body(&r.headers, body).await?;
+            update(&srv, &r, &body).await
+        }
+        "patch" => {
+            let body = read_body(&r.headers, body).await?;
+            patch(&srv, &r, &body).await
+        }
+        "delete" => {
+            let body = read_body(&r.headers, body).await?;
+            delete(&srv, &r, &body).await
+        }
+        "deletecollection" => {
+            let body = read_body(&r.headers, body).await?;
+            delete_collection(&srv, &r, &body).await
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY))
+}
+
+fn ns_of(r: &Req) -> Option<&str> {
+    r.ns.as_deref()
+}
+
+fn name_of(r: &Req) -> &str {
+    r.name.as_deref().unwrap_or("")
+}
+
+/// Read one object.
+pub(crate) fn fetch(
+    srv: &ApiServer,
+    ri: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(Stored, Value), ApiError> {
+    let s = srv
+        .store
+        .get(&ri.key(ns, name))
+        .map_err(|e| store_err(ri, name, e))?
+        .ok_or_else(|| ApiError::not_found(ri.group, ri.plural, name))?;
+    let v = parse_stored(&s)?;
+    Ok((s, v))
+}
+
+async fn get(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
+    let (stored, obj) = fetch(srv, r.ri, ns_of(r), name_of(r))?;
+    if r.sub.as_deref() == Some("scale") {
+        return Ok(negotiate::respond(
+            StatusCode::OK,
+            r.out,
+            &to_scale(r.ri, &obj)?,
+        ));
+    }
+    match r.out {
+        Output::Table => Ok(negotiate::respond(
+            StatusCode::OK,
+            Output::Json,
+            &make_table(
+                r.ri,
+                &[obj],
+                r.query.include_object.as_deref(),
+                true,
+                stored.revision,
+            ),
+        )),
+        Output::Metadata => Ok(negotiate::respond(
+            StatusCode::OK,
+            Output::Json,
+            &partial(&obj),
+        )),
+        out => Ok(negotiate::respond_raw(StatusCode::OK, out, stored.value)),
+    }
+}
+
+/// Selectors of a list or watch, checked against the resource.
+pub(crate) struct Filter {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    group: &'static str,
+    plural: &'static str,
+}
+
+impl Filter {
+    pub fn new(
+        ri: &'static ResourceInfo,
+        q: &Query,
+        name: Option<&str>,
+    ) -> Result<Filter, ApiError> {
+        let labels = match &q.label_selector {
+            Some(s) => LabelSelector::parse(s).map_err(ApiError::bad_request)?,
+            None => LabelSelector::default(),
+        };
+        let mut fs = q.field_selector.clone().unwrap_or_default();
+        if let Some(n) = name {
+            // A watch on one object is a watch with a name field selector.
+            if !fs.is_empty() {
+                fs.push(',');
+            }
+            fs.push_str(&format!("metadata.name={n}"));
+        }
+        let fields = FieldSelector::parse(&fs).map_err(ApiError::bad_request)?;
+        fields
+            .check_supported(ri.group, ri.plural)
+            .map_err(ApiError::bad_request)?;
+        Ok(Filter {
+            labels,
+            fields,
+            group: ri.group,
+            plural: ri.plural,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(meta::labels(obj)) && self.fields.matches(self.group, self.plural, obj)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+/// One page of a list, filtered.
+pub(crate) struct ListResult {
+    pub items: Vec<Stored>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+pub(crate) fn list_items(
+    srv: &ApiServer,
+    ri: &'static ResourceInfo,
+    ns: Option<&str>,
+    q: &Query,
+    filter: &Filter,
+) -> Result<ListResult, ApiError> {
+    let prefix = ri.list_prefix(ns);
+    let (mut after, token_rv) = match &q.continue_token {
+        Some(t) => {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t.trim_end_matches('='))
+                .map_err(|e| ApiError::bad_request(format!("continue key is not valid: {e}")))?;
+            let tok: ContinueToken = serde_json::from_slice(&raw)
+                .map_err(|e| ApiError::bad_request(format!("continue key is not valid: {e}")))?;
+            if tok.v != "meta.k8s.io/v1" || tok.start.contains("..") {
+                return Err(ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
+            }
+            (Some(format!("{prefix}{}", tok.start)), Some(tok.rv))
+        }
+        None => (None, None),
+    };
+    if let (Some(m), Some(rv)) = (&q.resource_version_match, &q.resource_version) {
+        if m == "Exact" && rv.parse::<i64>().ok() != Some(srv.store.revision()) {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                srv.store.revision()
+            )));
+        }
+    }
+    let limit = q.limit;
+    let batch = if limit == 0 { 0 } else { limit.max(64) };
+    let mut items = Vec::new();
+    let mut revision = None;
+    let mut continue_from = None;
+    loop {
+        let page = srv
+            .store
+            .list(&prefix, after.as_deref(), batch)
+            .map_err(|e| store_err(ri, "", e))?;
+        revision.get_or_insert(page.revision);
+        let n = page.items.len();
+        for (i, s) in page.items.into_iter().enumerate() {
+            let keep = if filter.is_empty() {
+                true
+            } else {
+                filter.matches(&parse_stored(&s)?)
+            };
+            let key = s.key.clone();
+            if keep {
+                items.push(s);
+            }
+            if limit != 0 && items.len() == limit {
+                let more_here = i + 1 < n;
+                if more_here || page.more {
+                    continue_from = Some(key);
+                }
+                break;
+            }
+            after = Some(key);
+        }
+        if continue_from.is_some() || !page.more || (limit != 0 && items.len() == limit) {
+            break;
+        }
+    }
+    let revision = token_rv
+        .or(revision)
+        .unwrap_or_else(|| srv.store.revision());
+    let (continue_token, remaining) = match continue_from {
+        Some(k) => {
+            let tok = ContinueToken {
+                v: "meta.k8s.io/v1".into(),
+                rv: revision,
+                start: k.strip_prefix(&prefix).unwrap_or(&k).to_string(),
+            };
+            let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&tok).unwrap_or_default());
+            let remaining = if filter.is_empty() {
+                Some(
+                    srv.store
+                        .count(&prefix, Some(&k))
+                        .map_err(|e| store_err(ri, "", e))?,
+                )
+            } else {
+                None
+            };
+            (Some(enc), remaining)
+        }
+        None => (None, None),
+    };
+    Ok(ListResult {
+        items,
+        revision,
+        continue_token,
+        remaining,
+    })
+}
+
+fn list_meta(res: &ListResult) -> Value {
+    let mut m = Map::new();
+    m.insert("resourceVersion".into(), json!(res.revision.to_string()));
+    if let Some(c) = &res.continue_token {
+        m.insert("continue".into(), json!(c));
+    }
+    if let Some(n) = res.remaining {
+        m.insert("remainingItemCount".into(), json!(n));
+    }
+    Value::Object(m)
+}
+
+async fn list(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
+    let filter = Filter::new(r.ri, &r.query, None)?;
+    let res = list_items(srv, r.ri, ns_of(r), &r.query, &filter)?;
+    match r.out {
+        Output::Table | Output::Metadata => {
+            let objs = res
+                .items
+                .iter()
+                .map(parse_stored)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut v = if r.out == Output::Table {
+                make_table(
+                    r.ri,
+                    &objs,
+                    r.query.include_object.as_deref(),
+                    true,
+                    res.revision,
+                )
+            } else {
+                json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "items": objs.iter().map(partial).collect::<Vec<_>>(),
+                })
+            };
+            if let Some(o) = v.as_object_mut() {
+                o.insert("metadata".into(), list_meta(&res));
+            }
+            Ok(negotiate::respond(StatusCode::OK, Output::Json, &v))
+        }
+        Output::Json => {
+            // Splice the stored bytes: no parse, no re-encode.
+            let head = json!({"kind": r.ri.list_kind(), "apiVersion": r.ri.api_version(), "metadata": list_meta(&res)});
+            let head = serde_json::to_vec(&head).unwrap_or_default();
+            let total: usize = res.items.iter().map(|s| s.value.len() + 1).sum();
+            let mut buf = Vec::with_capacity(head.len() + total + 16);
+            buf.extend_from_slice(&head[..head.len() - 1]);
+            buf.extend_from_slice(b",\"items\":[");
+            for (i, s) in res.items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(&s.value);
+            }
+            buf.extend_from_slice(b"]}");
+            Ok(negotiate::json_bytes(StatusCode::OK, Bytes::from(buf)))
+        }
+        Output::Yaml => {
+            let items = res
+                .items
+                .iter()
+                .map(parse_stored)
+                .collect::<Result<Vec<_>, _>>()?;
+            let v = json!({"kind": r.ri.list_kind(), "apiVersion": r.ri.api_version(), "metadata": list_meta(&res), "items": items});
+            Ok(negotiate::respond(StatusCode::OK, Output::Yaml, &v))
+        }
+    }
+}
+
+/// `PartialObjectMetadata` of an object.
+pub(crate) fn partial(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A `meta.k8s.io/v1` Table of objects.
+pub(crate) fn make_table(
+    ri: &ResourceInfo,
+    objs: &[Value],
+    include: Option<&str>,
+    with_columns: bool,
+    revision: i64,
+) -> Value {
+    let now = jiff::Timestamp::now();
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": table::cells(ri.group, ri.plural, o, now)});
+            let object = match include.unwrap_or("Metadata") {
+                "None" => None,
+                "Object" => Some(o.clone()),
+                _ => Some(partial(o)),
+            };
+            if let (Some(obj), Some(m)) = (object, row.as_object_mut()) {
+                m.insert("object".into(), obj);
+            }
+            row
+        })
+        .collect();
+    let columns = if with_columns {
+        serde_json::to_value(table::columns(ri.group, ri.plural)).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": revision.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// The kind and apiVersion in a body must match the URL's (when present).
+fn check_kind(ri: &ResourceInfo, obj: &Value, expect_kind: &str) -> Result<(), ApiError> {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str);
+    let kind = obj.get("kind").and_then(Value::as_str);
+    let want_gv = ri.api_version();
+    if let Some(av) = api_version {
+        if !av.is_empty() && av != want_gv {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_gv})"
+            )));
+        }
+    }
+    if let Some(k) = kind {
+        if !k.is_empty() && k != expect_kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({expect_kind})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn set_gvk(ri: &ResourceInfo, obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("apiVersion".into(), json!(ri.api_version()));
+        o.insert("kind".into(), json!(ri.kind));
+    }
+}
+
+/// URL and body namespaces must agree; the body's is filled in.
+fn reconcile_namespace(
+    ri: &ResourceInfo,
+    ns: Option<&str>,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    let md = meta::metadata_mut(obj);
+    if ri.namespaced {
+        let url_ns = ns.unwrap_or("");
+        match md.get("namespace").and_then(Value::as_str) {
+            Some(b) if !b.is_empty() && b != url_ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ))
+            }
+            _ => {
+                md.insert("namespace".into(), json!(url_ns));
+            }
+        }
+    } else {
+        md.remove("namespace");
+    }
+    Ok(())
+}
+
+async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let obj = negotiate::decode_body(&r.headers, body)?;
+    if r.sub.as_deref() == Some("binding") || r.ri.plural == "bindings" {
+        return bind(srv, r, obj).await;
+    }
+    let stored = create_object(srv, r.ri, ns_of(r), obj, r.query.dry_run).await?;
+    Ok(match stored {
+        Created::Stored(s) => negotiate::respond_raw(StatusCode::CREATED, r.out, s.value),
+        Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &v),
+    })
+}
+
+pub(crate) enum Created {
+    Stored(Stored),
+    DryRun(Value),
+}
+
+/// Create an object through the full create path (defaulting, validation,
+/// allocation). Used by the handler and by bootstrap.
+pub(crate) async fn create_object(
+    srv: &ApiServer,
+    ri: &'static ResourceInfo,
+    ns: Option<&str>,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Created, ApiError> {
+    check_kind(ri, &obj, ri.kind)?;
+    set_gvk(ri, &mut obj);
+    reconcile_namespace(ri, ns, &mut obj)?;
+    let md = meta::metadata_mut(&mut obj);
+    let mut name = md
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if name.is_empty() {
+        let generate = md.get("generateName").and_then(Value::as_str).unwrap_or("");
+        if generate.is_empty() {
+            return Err(ApiError::invalid(
+                ri.group,
+                ri.kind,
+                "",
+                vec![Cause::required_msg(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
+            ));
+        }
+        let mut rng = rand::rng();
+        let suffix = meta::random_suffix(|| rand::Rng::random::<u32>(&mut rng));
+        let base: String = generate.chars().take(58).collect();
+        name = format!("{base}{suffix}");
+        md.insert("name".into(), json!(name));
+    }
+    let name_errs = strategy::validate_name(ri, &name, "metadata.name");
+    if !name_errs.is_empty() {
+        return Err(ApiError::invalid(ri.group, ri.kind, &name, name_errs));
+    }
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        md.remove(f);
+    }
+    md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    md.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+    if ri.namespaced {
+        let ns = ns.unwrap_or("");
+        let nsri = registry::lookup("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+        match srv
+            .store
+            .get(&nsri.key(None, ns))
+            .map_err(|e| store_err(nsri, ns, e))?
+        {
+            None => return Err(ApiError::not_found("", "namespaces", ns)),
+            Some(s) => {
+                let nsobj = parse_stored(&s)?;
+                if meta::deletion_timestamp(&nsobj).is_some() {
+                    return Err(ApiError::forbidden(
+                        ri.group,
+                        ri.plural,
+                        &name,
+                        &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    ));
+                }
+            }
+        }
+    }
+    strategy::prepare_for_create(ri, &mut obj);
+    let causes = strategy::validate(ri, &obj);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(ri.group, ri.kind, &name, causes));
+    }
+    let key = ri.key(ns, &name);
+    if ri.group.is_empty() && ri.plural == "services" {
+        let _guard = srv.alloc_lock.lock().await;
+        allocate_service(srv, &mut obj, &name)?;
+        if dry_run {
+            return Ok(Created::DryRun(obj));
+        }
+        return srv
+            .store
+            .create(&key, obj)
+            .await
+            .map(Created::Stored)
+            .map_err(|e| store_err(ri, &name, e));
+    }
+    if dry_run {
+        return Ok(Created::DryRun(obj));
+    }
+    srv.store
+        .create(&key, obj)
+        .await
+        .map(Created::Stored)
+        .map_err(|e| store_err(ri, &name, e))
+}
+
+/// ClusterIP and NodePort allocation for a new Service.
+fn allocate_service(srv: &ApiServer, obj: &mut Value, name: &str) -> Result<(), ApiError> {
+    let svc = registry::lookup("", "v1", "services")
+        .ok_or_else(|| ApiError::internal("services not registered"))?;
+    let all = srv
+        .store
+        .list(&svc.list_prefix(None), None, 0)
+        .map_err(|e| store_err(svc, name, e))?;
+    let mut used_ips = HashSet::new();
+    let mut used_ports = HashSet::new();
+    for s in &all.items {
+        let v = parse_stored(s)?;
+        if let Some(ip) = v
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+        {
+            used_ips.insert(ip);
+        }
+        for p in v
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
+                used_ports.insert(n);
+            }
+        }
+    }
+    let cidr = srv.config.service_cidr;
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty != "ExternalName" {
+        let requested = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let ip = match requested.as_str() {
+            "" => cidr
+                .first_free(1, &used_ips)
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "failed to allocate a serviceIP: range {cidr} is full"
+                    ))
+                })?
+                .to_string(),
+            "None" => "None".to_string(),
+            s => {
+                let ip: Ipv4Addr = s.parse().map_err(|_| {
+                    ApiError::invalid(
+                        "",
+                        "Service",
+                        name,
+                        vec![Cause::invalid(
+                            "spec.clusterIPs[0]",
+                            &json!(s),
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                        )],
+                    )
+                })?;
+                if !cidr.contains(ip) {
+                    return Err(ApiError::invalid("", "Service", name, vec![Cause::invalid("spec.clusterIPs", &json!([s]), &format!("failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {cidr}"))]));
+                }
+                if used_ips.contains(&ip) {
+                    return Err(ApiError::invalid(
+                        "",
+                        "Service",
+                        name,
+                        vec![Cause::invalid(
+                            "spec.clusterIPs",
+                            &json!([s]),
+                            &format!("failed to allocate IP {s}: provided IP is already allocated"),
+                        )],
+                    ));
+                }
+                s.to_string()
+            }
+        };
+        spec.insert("clusterIP".into(), json!(ip));
+        spec.insert("clusterIPs".into(), json!([ip]));
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
+                    if used_ports.contains(&n) {
+                        return Err(ApiError::invalid(
+                            "",
+                            "Service",
+                            name,
+                            vec![Cause::invalid(
+                                "spec.ports[0].nodePort",
+                                &json!(n),
+                                "provided port is already allocated",
+                            )],
+                        ));
+                    }
+                    used_ports.insert(n);
+                    continue;
+                }
+                let free = (30000..=32767)
+                    .find(|n| !used_ports.contains(n))
+                    .ok_or_else(|| {
+                        ApiError::internal(
+                            "failed to allocate a nodePort: range 30000-32767 is full",
+                        )
+                    })?;
+                used_ports.insert(free);
+                p.insert("nodePort".into(), json!(free));
+            }
+        }
+        spec.entry("externalTrafficPolicy")
+            .or_insert_with(|| json!("Cluster"));
+    }
+    Ok(())
+}
+
+/// pods/binding and bindings: set `spec.nodeName` once.
+async fn bind(srv: &ApiServer, r: &Req, binding: Value) -> Result<Response<Body>, ApiError> {
+    check_kind(
+        registry::lookup("", "v1", "bindings")
+            .ok_or_else(|| ApiError::internal("bindings not registered"))?,
+        &binding,
+        "Binding",
+    )?;
+    let pods = registry::lookup("", "v1", "pods")
+        .ok_or_else(|| ApiError::internal("pods not registered"))?;
+    let pod_name = match &r.name {
+        Some(n) => n.clone(),
+        None => meta::name(&binding).to_string(),
+    };
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            &pod_name,
+            vec![Cause::required("target.name")],
+        ));
+    }
+    let ns = ns_of(r).map(str::to_string);
+    let node2 = node.clone();
+    let pn = pod_name.clone();
+    guaranteed_update(srv, pods, ns.as_deref(), &pod_name, move |mut pod| {
+        if meta::deletion_timestamp(&pod).is_some() {
+            return Err(ApiError::conflict("", "pods", &pn, "pod is being deleted, cannot be assigned to a host"));
+        }
+        if let Some(cur) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            return Err(ApiError::conflict("", "pods", &pn, &format!("pod {pn} is already assigned to node \"{cur}\"")));
+        }
+        if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("nodeName".into(), json!(node2));
+        }
+        let status = pod.as_object_mut().map(|o| o.entry("status").or_insert_with(|| json!({})));
+        if let Some(Value::Object(st)) = status {
+            let conds = st.entry("conditions").or_insert_with(|| json!([]));
+            if let Value::Array(c) = conds {
+                c.retain(|x| x.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                c.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}));
+            }
+        }
+        Ok(pod)
+    })
+    .await?;
+    Ok(negotiate::respond(
+        StatusCode::CREATED,
+        r.out,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// Read-modify-write with optimistic concurrency, retried on conflicts that
+/// the caller did not ask for. `f` gets the current object and returns the
+/// new one (or an error, e.g. a precondition failure). An unchanged object is
+/// not written.
+pub(crate) async fn guaranteed_update<F>(
+    srv: &ApiServer,
+    ri: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    mut f: F,
+) -> Result<Stored, ApiError>
+where
+    F: FnMut(Value) -> Result<Value, ApiError>,
+{
+    let key = ri.key(ns, name);
+    for _ in 0..16 {
+        let (cur, cur_v) = fetch(srv, ri, ns, name)?;
+        let mut new = f(cur_v.clone())?;
+        // The stored resourceVersion is the store's business.
+        meta::metadata_mut(&mut new).remove("resourceVersion");
+        let mut cmp = cur_v.clone();
+        meta::metadata_mut(&mut cmp).remove("resourceVersion");
+        if new == cmp {
+            return Ok(cur);
+        }
+        // Removing the last finalizer of an object being deleted deletes it.
+        if meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty() {
+            match srv.store.delete(&key, Some(cur.revision)).await {
+                Ok(s) => return Ok(s),
+                Err(kedge_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(store_err(ri, name, e)),
+            }
+        }
+        match srv.store.update(&key, new, Some(cur.revision)).await {
+            Ok(s) => return Ok(s),
+            Err(kedge_store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(store_err(ri, name, e)),
+        }
+    }
+    Err(ApiError::modified(ri.group, ri.plural, name))
+}
+
+/// Apply an update body onto the current object as PUT does.
+fn apply_update(
+    ri: &ResourceInfo,
+    sub: Option<&str>,
+    url_ns: Option<&str>,
+    url_name: &str,
+    mut new: Value,
+    cur: &Value,
+) -> Result<Value, ApiError> {
+    let body_name = meta::name(&new).to_string();
+    if !body_name.is_empty() && body_name != url_name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({url_name})"
+        )));
+    }
+    reconcile_namespace(ri, url_ns, &mut new)?;
+    if let Some(rv) = meta::resource_version(&new) {
+        if !rv.is_empty() && Some(rv) != meta::resource_version(cur) {
+            return Err(ApiError::modified(ri.group, ri.plural, url_name));
+        }
+    }
+    set_gvk(ri, &mut new);
+    {
+        let md = meta::metadata_mut(&mut new);
+        md.insert("name".into(), json!(url_name));
+        md.remove("generateName");
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generateName",
+        ] {
+            match meta::metadata(cur).and_then(|m| m.get(f)) {
+                Some(v) => {
+                    md.insert(f.into(), v.clone());
+                }
+                None => {
+                    md.remove(f);
+                }
+            }
+        }
+    }
+    match sub {
+        Some("status") | Some("approval") => strategy::prepare_for_status_update(&mut new, cur),
+        Some("finalize") => {
+            let fins = new.pointer("/spec/finalizers").cloned();
+            let mut merged = cur.clone();
+            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                match fins {
+                    Some(f) => spec.insert("finalizers".into(), f),
+                    None => spec.remove("finalizers"),
+                };
+            }
+            new = merged;
+        }
+        _ => {
+            strategy::prepare_for_update(ri, &mut new, cur);
+            let old_ip = cur.pointer("/spec/clusterIP").cloned();
+            if ri.plural == "services" && ri.group.is_empty() {
+                let new_ip = new.pointer("/spec/clusterIP").cloned();
+                match (&old_ip, new_ip) {
+                    (Some(o), None) => {
+                        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                            spec.insert("clusterIP".into(), o.clone());
+                            if let Some(ips) = cur.pointer("/spec/clusterIPs") {
+                                spec.insert("clusterIPs".into(), ips.clone());
+                            }
+                        }
+                    }
+                    (Some(o), Some(n)) if *o != n && n != json!("") => {
+                        return Err(ApiError::invalid(
+                            "",
+                            "Service",
+                            url_name,
+                            vec![Cause::invalid(
+                                "spec.clusterIPs[0]",
+                                &n,
+                                "may not change once set",
+                            )],
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut causes = strategy::validate(ri, &new);
+    if ri.plural == "services" && ri.group.is_empty() && sub.is_none() {
+        causes.retain(|c| c.field != "spec.clusterIP");
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(ri.group, ri.kind, url_name, causes));
+    }
+    Ok(new)
+}
+
+async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let body = negotiate::decode_body(&r.headers, body)?;
+    let name = name_of(r).to_string();
+    let ns = r.ns.clone();
+    let sub = r.sub.clone();
+    let ri = r.ri;
+    if sub.as_deref() == Some("scale") {
+        check_kind(ri, &json!({"apiVersion": ri.api_version()}), ri.kind)?;
+        let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64);
+        let rv = meta::resource_version(&body).map(str::to_string);
+        let stored =
+            scale_update(srv, ri, ns.as_deref(), &name, replicas, rv, r.query.dry_run).await?;
+        return Ok(negotiate::respond(
+            StatusCode::OK,
+            r.out,
+            &to_scale(ri, &stored)?,
+        ));
+    }
+    let expected_kind = if sub.as_deref() == Some("finalize") {
+        "Namespace"
+    } else {
+        ri.kind
+    };
+    check_kind(ri, &body, expected_kind)?;
+    if r.query.dry_run {
+        let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
+        let new = apply_update(ri, sub.as_deref(), ns.as_deref(), &name, body, &cur)?;
+        return Ok(negotiate::respond(StatusCode::OK, r.out, &new));
+    }
+    let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, |cur| {
+        apply_update(ri, sub.as_deref(), ns.as_deref(), &name, body.clone(), &cur)
+    })
+    .await?;
+    Ok(negotiate::respond_raw(StatusCode::OK, r.out, stored.value))
+}
+
+async fn scale_update(
+    srv: &ApiServer,
+    ri: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    replicas: Option<i64>,
+    rv: Option<String>,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let Some(n) = replicas else {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![Cause::required("spec.replicas")],
+        ));
+    };
+    if n < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![Cause::invalid(
+                "spec.replicas",
+                &json!(n),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let f = |mut cur: Value| {
+        if let Some(rv) = rv.as_deref().filter(|s| !s.is_empty()) {
+            if Some(rv) != meta::resource_version(&cur) {
+                return Err(ApiError::modified(ri.group, ri.plural, name));
+            }
+        }
+        let old = cur.clone();
+        if let Some(spec) = cur.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("replicas".into(), json!(n));
+        }
+        strategy::prepare_for_update(ri, &mut cur, &old);
+        Ok(cur)
+    };
+    if dry_run {
+        let (_, cur) = fetch(srv, ri, ns, name)?;
+        return f(cur);
+    }
+    let stored = guaranteed_update(srv, ri, ns, name, f).await?;
+    parse_stored(&stored)
+}
+
+/// The autoscaling/v1 Scale view of a scalable object.
+fn to_scale(ri: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
+    let md = meta::metadata(obj).cloned().unwrap_or_default();
+    let mut smd = Map::new();
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = md.get(f) {
+            smd.insert(f.into(), v.clone());
+        }
+    }
+    let selector = match obj.pointer("/spec/selector") {
+        Some(s) if ri.plural == "replicationcontrollers" => {
+            let m = s.as_object().cloned().unwrap_or_default();
+            let sel = json!({"matchLabels": m});
+            kedge_api::selectors::label_selector_from_json(&sel)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        }
+        Some(s) => kedge_api::selectors::label_selector_from_json(s)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": smd,
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    }))
+}
+
+/// RFC 7396 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn apply_patch(headers: &HeaderMap, body: &[u8], cur: &Value) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let parse = || -> Result<Value, ApiError> {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    };
+    match essence {
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut v = cur.clone();
+            json_patch::patch(&mut v, &p).map_err(|e| {
+                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            })?;
+            Ok(v)
+        }
+        // Strategic merge patch is schema-driven; until the merge-key tables
+        // land, maps merge and lists are replaced, as in a JSON merge patch.
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            let p = parse()?;
+            if !p.is_object() {
+                return Err(ApiError::bad_request("error decoding patch: the patch must be a JSON object"));
+            }
+            let mut v = cur.clone();
+            merge_patch(&mut v, &p);
+            Ok(v)
+        }
+        _ => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"),
+        )),
+    }
+}
+
+async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let name = name_of(r).to_string();
+    let ns = r.ns.clone();
+    let ri = r.ri;
+    let sub = r.sub.clone();
+    if sub.as_deref() == Some("scale") {
+        let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
+        let scale = to_scale(ri, &cur)?;
+        let patched = apply_patch(&r.headers, body, &scale)?;
+        let replicas = patched.pointer("/spec/replicas").and_then(Value::as_i64);
+        let rv = meta::resource_version(&patched)
+            .filter(|rv| Some(*rv) != meta::resource_version(&scale))
+            .map(str::to_string);
+        let stored =
+            scale_update(srv, ri, ns.as_deref(), &name, replicas, rv, r.query.dry_run).await?;
+        return Ok(negotiate::respond(
+            StatusCode::OK,
+            r.out,
+            &to_scale(ri, &stored)?,
+        ));
+    }
+    let headers = r.headers.clone();
+    let body = body.to_vec();
+    let f = |cur: Value| {
+        let patched = apply_patch(&headers, &body, &cur)?;
+        check_kind(
+            ri,
+            &patched,
+            if sub.as_deref() == Some("finalize") {
+                "Namespace"
+            } else {
+                ri.kind
+            },
+        )?;
+        apply_update(ri, sub.as_deref(), ns.as_deref(), &name, patched, &cur)
+    };
+    if r.query.dry_run {
+        let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
+        return Ok(negotiate::respond(StatusCode::OK, r.out, &f(cur)?));
+    }
+    let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, f).await?;
+    Ok(negotiate::respond_raw(StatusCode::OK, r.out, stored.value))
+}
+
+/// DeleteOptions from the body (if any) and the query.
+struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(headers: &HeaderMap, body: &[u8], q: &Query) -> Result<DeleteOptions, ApiError> {
+    let mut o = DeleteOptions {
+        uid: None,
+        resource_version: None,
+        dry_run: q.dry_run,
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(o);
+    }
+    let v = negotiate::decode_body(headers, body)?;
+    if let Some(k) = v.get("kind").and_then(Value::as_str) {
+        if k != "DeleteOptions" {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind (DeleteOptions)"
+            )));
+        }
+    }
+    o.uid = v
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    o.resource_version = v
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(Value::Array(d)) = v.get("dryRun") {
+        o.dry_run |= d.iter().any(|x| x == "All");
+    }
+    if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+        if !["Orphan", "Background", "Foreground"].contains(&p) {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![Cause::not_supported(
+                    "propagationPolicy",
+                    &json!(p),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            ));
+        }
+    }
+    Ok(o)
+}
+
+/// Kinds whose DELETE answers with the deleted object rather than a Status.
+fn returns_deleted_object(ri: &ResourceInfo) -> bool {
+    ri.group.is_empty() && matches!(ri.plural, "pods" | "services" | "namespaces")
+}
+
+async fn delete(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(&r.headers, body, &r.query)?;
+    let (status, v) = delete_object(srv, r.ri, ns_of(r), name_of(r), &opts).await?;
+    Ok(negotiate::respond(status, r.out, &v))
+}
+
+async fn delete_object(
+    srv: &ApiServer,
+    ri: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<(StatusCode, Value), ApiError> {
+    if ri.group.is_empty()
+        && ri.plural == "namespaces"
+        && crate::bootstrap::PROTECTED_NAMESPACES.contains(&name)
+    {
+        return Err(ApiError::forbidden(
+            "",
+            "namespaces",
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
+    let key = ri.key(ns, name);
+    for _ in 0..16 {
+        let (cur, mut obj) = fetch(srv, ri, ns, name)?;
+        if let Some(uid) = &opts.uid {
+            if uid != meta::uid(&obj) {
+                return Err(ApiError::conflict(
+                    ri.group,
+                    ri.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&obj)
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &opts.resource_version {
+            if Some(rv.as_str()) != meta::resource_version(&obj) {
+                return Err(ApiError::conflict(ri.group, ri.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta::resource_version(&obj).unwrap_or(""))));
+            }
+        }
+        if !meta::finalizers(&obj).is_empty() {
+            // Finalizers hold the object: mark it and let their owners act.
+            if meta::deletion_timestamp(&obj).is_some() {
+                return Ok((StatusCode::OK, obj));
+            }
+            let md = meta::metadata_mut(&mut obj);
+            md.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+            md.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if opts.dry_run {
+                return Ok((StatusCode::OK, obj));
+            }
+            match srv.store.update(&key, obj, Some(cur.revision)).await {
+                Ok(s) => return Ok((StatusCode::OK, parse_stored(&s)?)),
+                Err(kedge_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(store_err(ri, name, e)),
+            }
+        }
+        if opts.dry_run {
+            return Ok((StatusCode::OK, obj));
+        }
+        if ri.group.is_empty() && ri.plural == "namespaces" {
+            delete_namespace_contents(srv, name).await?;
+        }
+        match srv.store.delete(&key, Some(cur.revision)).await {
+            Ok(s) => {
+                let last = parse_stored(&s)?;
+                if returns_deleted_object(ri) {
+                    return Ok((StatusCode::OK, last));
+                }
+                return Ok((
+                    StatusCode::OK,
+                    success_status(ri.group, ri.plural, name, meta::uid(&last)),
+                ));
+            }
+            Err(kedge_store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(store_err(ri, name, e)),
+        }
+    }
+    Err(ApiError::modified(ri.group, ri.plural, name))
+}
+
+/// Everything in a namespace goes with it.
+async fn delete_namespace_contents(srv: &ApiServer, ns: &str) -> Result<(), ApiError> {
+    for ri in registry::RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && r.plural != "bindings")
+    {
+        let page = srv
+            .store
+            .list(&ri.list_prefix(Some(ns)), None, 0)
+            .map_err(|e| store_err(ri, "", e))?;
+        for s in page.items {
+            match srv.store.delete(&s.key, None).await {
+                Ok(_) | Err(kedge_store::Error::NotFound(_)) => {}
+                Err(e) => return Err(store_err(ri, "", e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_collection(
+    srv: &ApiServer,
+    r: &Req,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(&r.headers, body, &r.query)?;
+    let filter = Filter::new(r.ri, &r.query, None)?;
+    let mut q = r.query.clone();
+    q.limit = 0;
+    q.continue_token = None;
+    let res = list_items(srv, r.ri, ns_of(r), &q, &filter)?;
+    let mut deleted = Vec::new();
+    for s in &res.items {
+        let obj = parse_stored(s)?;
+        let name = meta::name(&obj).to_string();
+        let ns = meta::namespace(&obj).map(str::to_string);
+        match delete_object(srv, r.ri, ns.as_deref(), &name, &opts).await {
+            Ok(_) => deleted.push(obj),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let v = json!({
+        "kind": r.ri.list_kind(),
+        "apiVersion": r.ri.api_version(),
+        "metadata": {"resourceVersion": srv.store.revision().to_string()},
+        "items": deleted,
+    });
+    Ok(negotiate::respond(StatusCode::OK, r.out, &v))
+}

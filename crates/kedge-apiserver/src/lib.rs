@@ -1,0 +1,20 @@
+//! kedge-apiserver owns the Kubernetes HTTP API: TLS termination and
+//! authentication, authorization, discovery, the one generic REST handler
+//! that serves every resource through its strategy, watch streaming and
+//! server-side printing. It talks to storage only through
+//! `kedge_store::Store` and must not reach containerd, nodes or the network.
+
+mod auth;
+mod bootstrap;
+mod discovery;
+mod handler;
+mod ipalloc;
+mod negotiate;
+mod path;
+mod query;
+mod server;
+mod watch;
+
+pub use auth::{Authenticator, User};
+pub use ipalloc::Cidr;
+pub use server::{ApiServer, Config, VersionInfo};

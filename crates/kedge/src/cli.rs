@@ -1,0 +1,339 @@
+//! The command line, with K3s's flag names, and the `--config` YAML file.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use kedge_apiserver::Cidr;
+
+/// The Kubernetes release kedge implements, and kedge's own revision of it.
+pub const KUBE_VERSION: &str = "1.33.0";
+pub const KEDGE_REVISION: u32 = 1;
+
+pub fn git_version() -> String {
+    format!("v{KUBE_VERSION}+kedge.{KEDGE_REVISION}")
+}
+
+pub fn version_line() -> String {
+    let commit = env!("KEDGE_GIT_COMMIT");
+    let short = commit.get(..12).unwrap_or(commit);
+    format!("kedge version {} ({short})", git_version())
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kedge",
+    about = "A Kubernetes distribution for edge gateways, in one binary",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Print the version and exit
+    #[arg(long = "version", short = 'V', global = true)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Run the control plane (API server, datastore) and, unless disabled, a node agent
+    Server(Box<ServerArgs>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(args_override_self = true)]
+pub struct ServerArgs {
+    /// Config file: YAML with the same keys as the long flags (flags win)
+    #[arg(
+        long,
+        short = 'c',
+        env = "KEDGE_CONFIG_FILE",
+        default_value = "/etc/kedge/config.yaml"
+    )]
+    pub config: PathBuf,
+    /// Folder for state: datastore, certificates, tokens
+    #[arg(long, short = 'd', default_value = "/var/lib/kedge")]
+    pub data_dir: PathBuf,
+    /// HTTPS port of the API server
+    #[arg(long, default_value_t = 6443, value_parser = clap::value_parser!(u16).range(1..))]
+    pub https_listen_port: u16,
+    /// Address the API server listens on
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+    /// Address advertised to the cluster (default: the host's first address)
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// Extra hostname or IP for the serving certificate (repeatable)
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
+    /// Where to write the admin kubeconfig
+    #[arg(
+        long,
+        short = 'o',
+        env = "KEDGE_KUBECONFIG_OUTPUT",
+        default_value = "/etc/kedge/kedge.yaml"
+    )]
+    pub write_kubeconfig: PathBuf,
+    /// File mode of the kubeconfig, in octal (e.g. 644)
+    #[arg(long, env = "KEDGE_KUBECONFIG_MODE", default_value = "600", value_parser = parse_mode)]
+    pub write_kubeconfig_mode: u32,
+    /// Name of this node (default: the hostname)
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Shared secret: bearer token for the API and join token for agents
+    #[arg(long, short = 't', env = "KEDGE_TOKEN")]
+    pub token: Option<String>,
+    /// Run the control plane only, without a node agent
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Pod network range
+    #[arg(long, default_value = "10.42.0.0/16", value_parser = parse_cidr)]
+    pub cluster_cidr: Cidr,
+    /// Service ClusterIP range
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
+    pub service_cidr: Cidr,
+    /// Log format
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log verbosity: 0 info, 1-2 debug, 3+ trace
+    #[arg(long = "v", short = 'v', default_value_t = 0)]
+    pub verbosity: u8,
+    /// Seconds between watch bookmarks (tests shorten it)
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub watch_bookmark_interval: u64,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode such as 600 or 644"))
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
+}
+
+pub enum Command {
+    Server(Box<ServerArgs>),
+}
+
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
+    first.trim_start_matches("error: ").trim().to_string()
+}
+
+/// Flags from the config file, as `--key=value` arguments placed before the
+/// command line's own so that the command line wins.
+fn config_args(path: &std::path::Path, explicit: bool) -> Result<Vec<OsString>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(vec![]),
+        Err(e) => return Err(format!("cannot read config file {}: {e}", path.display())),
+    };
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| format!("config file {} is not valid YAML: {e}", path.display()))?;
+    let map = match doc {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => return Ok(vec![]),
+        _ => {
+            return Err(format!(
+                "config file {} must be a YAML mapping of flag names to values",
+                path.display()
+            ))
+        }
+    };
+    let cmd = ServerArgs::augment_args(clap::Command::new("server"));
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let key = k
+            .as_str()
+            .ok_or_else(|| format!("config file {}: keys must be flag names", path.display()))?
+            .to_string();
+        if !known.contains(&key) || key == "config" {
+            return Err(format!(
+                "config file {}: unknown key {key:?}",
+                path.display()
+            ));
+        }
+        let scalar = |v: &serde_yaml::Value| -> Result<String, String> {
+            match v {
+                serde_yaml::Value::String(s) => Ok(s.clone()),
+                serde_yaml::Value::Number(n) => Ok(n.to_string()),
+                serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+                _ => Err(format!(
+                    "config file {}: value of {key:?} must be a scalar or a list of scalars",
+                    path.display()
+                )),
+            }
+        };
+        match &v {
+            serde_yaml::Value::Sequence(items) => {
+                for i in items {
+                    out.push(OsString::from(format!("--{key}={}", scalar(i)?)));
+                }
+            }
+            serde_yaml::Value::Bool(true) => out.push(OsString::from(format!("--{key}"))),
+            serde_yaml::Value::Bool(false) => {}
+            other => out.push(OsString::from(format!("--{key}={}", scalar(other)?))),
+        }
+    }
+    Ok(out)
+}
+
+/// Parse the command line (and config file); on `Err` the message has been
+/// printed and the exit code is returned.
+pub fn parse(mut argv: Vec<OsString>) -> Result<Command, ExitCode> {
+    let fail = |msg: String| {
+        eprintln!("kedge: {msg}");
+        ExitCode::from(2)
+    };
+    let matches = match Cli::command().try_get_matches_from(argv.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return Err(if e.kind() == ErrorKind::DisplayHelp {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                });
+            }
+            return Err(fail(format!("{} (see 'kedge --help')", one_line(&e))));
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| fail(one_line(&e)))?;
+    if cli.version {
+        println!("{}", version_line());
+        return Err(ExitCode::SUCCESS);
+    }
+    match cli.command {
+        None => {
+            let _ = Cli::command().print_help();
+            Err(ExitCode::from(2))
+        }
+        Some(Sub::Server(args)) => {
+            let explicit = matches
+                .subcommand_matches("server")
+                .and_then(|m| m.value_source("config"))
+                .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue);
+            let extra = config_args(&args.config, explicit).map_err(fail)?;
+            if extra.is_empty() {
+                return Ok(Command::Server(args));
+            }
+            // Re-parse with the file's flags inserted right after `server`.
+            let pos = argv.iter().position(|a| a == "server").unwrap_or(1) + 1;
+            for (i, a) in extra.into_iter().enumerate() {
+                argv.insert(pos + i, a);
+            }
+            let m = Cli::command()
+                .try_get_matches_from(argv)
+                .map_err(|e| fail(format!("{} (from {})", one_line(&e), args.config.display())))?;
+            match Cli::from_arg_matches(&m)
+                .map_err(|e| fail(one_line(&e)))?
+                .command
+            {
+                Some(Sub::Server(a)) => Ok(Command::Server(a)),
+                None => Err(ExitCode::from(2)),
+            }
+        }
+    }
+}
+
+pub fn init_logging(format: &LogFormat, verbosity: u8) {
+    let level = match verbosity {
+        0 => "info",
+        1 | 2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEDGE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},hyper=info,h2=info,rustls=info"))
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn server(v: &[&str]) -> ServerArgs {
+        match parse(args(v)) {
+            Ok(Command::Server(a)) => *a,
+            Err(_) => panic!("parse failed for {v:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_k3s() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("empty.yaml");
+        std::fs::write(&cfg, "").expect("write");
+        let a = server(&["kedge", "server", "--config", cfg.to_str().expect("utf8")]);
+        assert_eq!(a.https_listen_port, 6443);
+        assert_eq!(a.cluster_cidr.to_string(), "10.42.0.0/16");
+        assert_eq!(a.service_cidr.to_string(), "10.43.0.0/16");
+        assert_eq!(a.write_kubeconfig, PathBuf::from("/etc/kedge/kedge.yaml"));
+    }
+
+    #[test]
+    fn bad_values_fail() {
+        assert!(parse(args(&["kedge", "server", "--https-listen-port", "99999"])).is_err());
+        assert!(parse(args(&["kedge", "server", "--service-cidr", "nope"])).is_err());
+        assert!(parse(args(&["kedge", "server", "--no-such-flag"])).is_err());
+        assert!(parse(args(&["kedge", "server", "--config", "/nonexistent/kedge.yaml"])).is_err());
+        assert!(parse(args(&["kedge", "server", "--write-kubeconfig-mode", "999"])).is_err());
+    }
+
+    #[test]
+    fn config_file_then_flags_win() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, "https-listen-port: 7443\ntls-san:\n  - a.example\n  - 10.1.2.3\ndisable-agent: true\nnode-name: n1\n").expect("write");
+        let c = cfg.to_str().expect("utf8");
+        let a = server(&["kedge", "server", "--config", c]);
+        assert_eq!(a.https_listen_port, 7443);
+        assert_eq!(a.tls_san, vec!["a.example", "10.1.2.3"]);
+        assert!(a.disable_agent);
+        let a = server(&[
+            "kedge",
+            "server",
+            "--config",
+            c,
+            "--https-listen-port",
+            "8443",
+        ]);
+        assert_eq!(a.https_listen_port, 8443);
+        assert_eq!(a.node_name.as_deref(), Some("n1"));
+        std::fs::write(&cfg, "bogus-key: 1\n").expect("write");
+        assert!(parse(args(&["kedge", "server", "--config", c])).is_err());
+    }
+}
