@@ -9,6 +9,7 @@
 
 pub mod meta;
 pub mod names;
+pub mod protobuf;
 pub mod registry;
 pub mod selectors;
 pub mod status;

@@ -150,16 +150,33 @@ async fn handle_inner(
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
+    let mut body = body;
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY));
+    let mut seen = 0usize;
+    // Read (and, past the limit, discard) the whole body so the client
+    // receives the 413 instead of a reset connection; give up on bodies so
+    // large that draining them is itself abuse.
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(data);
+            } else if seen > 16 * MAX_BODY {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY {
         return Err(ApiError::too_large(MAX_BODY));
     }
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY))
+    Ok(Bytes::from(buf))
 }
 
 fn ns_of(r: &Req) -> Option<&str> {

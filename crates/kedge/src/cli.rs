@@ -309,7 +309,13 @@ mod tests {
         assert!(parse(args(&["kedge", "server", "--https-listen-port", "99999"])).is_err());
         assert!(parse(args(&["kedge", "server", "--service-cidr", "nope"])).is_err());
         assert!(parse(args(&["kedge", "server", "--no-such-flag"])).is_err());
-        assert!(parse(args(&["kedge", "server", "--config", "/nonexistent/kedge.yaml"])).is_err());
+        assert!(parse(args(&[
+            "kedge",
+            "server",
+            "--config",
+            "/nonexistent/kedge.yaml"
+        ]))
+        .is_err());
         assert!(parse(args(&["kedge", "server", "--write-kubeconfig-mode", "999"])).is_err());
     }
 
