@@ -54,7 +54,11 @@ pub fn prepare_for_create(ri: &ResourceInfo, obj: &mut Value) {
             o.insert("status".into(), json!({"phase": "Active"}));
         }
         ("", "pods") => {
-            default_pod_spec(child(o, "spec"));
+            let spec = child(o, "spec");
+            default_pod_spec(spec);
+            // What the Priority admission plugin sets on pods.
+            set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+            set_default(spec, "priority", json!(0));
             let qos = qos_class(o.get("spec"));
             o.insert(
                 "status".into(),
@@ -69,6 +73,16 @@ pub fn prepare_for_create(ri: &ResourceInfo, obj: &mut Value) {
             o.insert("status".into(), json!({"phase": "Pending"}));
         }
         ("", "nodes") => {}
+        ("apps", _) | ("batch", _) | ("", "replicationcontrollers" | "podtemplates") => {
+            default_workload(ri.plural, o);
+            if ri.has_status() {
+                o.remove("status");
+            }
+        }
+        ("", "secrets") => {
+            set_default(o, "type", json!("Opaque"));
+            fold_string_data(o);
+        }
         _ => {
             if ri.has_status() {
                 o.remove("status");
@@ -77,6 +91,9 @@ pub fn prepare_for_create(ri: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
+    }
+    if ri.group == "batch" && ri.plural == "jobs" {
+        generate_job_selector(obj);
     }
     if ri.plural == "namespaces" {
         // Upstream labels every namespace with its own name.
@@ -116,6 +133,28 @@ pub fn prepare_for_update(ri: &ResourceInfo, new: &mut Value, old: &Value) {
         let labels = md.entry("labels").or_insert_with(|| json!({}));
         if let Some(l) = labels.as_object_mut() {
             l.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
+    if let Some(o) = new.as_object_mut() {
+        // Defaulting applies to every write, as upstream decodes every body
+        // through its defaulters.
+        match (ri.group, ri.plural) {
+            ("apps", _) | ("batch", _) | ("", "replicationcontrollers" | "podtemplates") => {
+                default_workload(ri.plural, o)
+            }
+            ("", "services") => default_service_spec(child(o, "spec")),
+            ("", "pods") => default_pod_spec(child(o, "spec")),
+            _ => {}
+        }
+    }
+    if ri.plural == "secrets" && ri.group.is_empty() {
+        if let Some(o) = new.as_object_mut() {
+            set_default(
+                o,
+                "type",
+                old.get("type").cloned().unwrap_or(json!("Opaque")),
+            );
+            fold_string_data(o);
         }
     }
     let old_gen = meta::generation(old);
@@ -179,6 +218,170 @@ fn set_default(o: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
+/// The pod template inside a workload object, if any.
+fn template_spec<'a>(
+    plural: &str,
+    o: &'a mut Map<String, Value>,
+) -> Option<&'a mut Map<String, Value>> {
+    let tpl = match plural {
+        "podtemplates" => o.get_mut("template"),
+        "cronjobs" => o
+            .get_mut("spec")?
+            .get_mut("jobTemplate")?
+            .get_mut("spec")?
+            .get_mut("template"),
+        _ => o.get_mut("spec")?.get_mut("template"),
+    }?;
+    tpl.as_object_mut()?.get_mut("spec")?.as_object_mut()
+}
+
+/// Upstream's `SetDefaults_*` for the workload kinds (apps/v1, batch/v1, RCs).
+fn default_workload(plural: &str, o: &mut Map<String, Value>) {
+    if let Some(ps) = template_spec(plural, o) {
+        default_pod_spec(ps);
+    }
+    if plural == "podtemplates" || plural == "controllerrevisions" {
+        return;
+    }
+    let spec = child(o, "spec");
+    match plural {
+        "deployments" => {
+            set_default(spec, "replicas", json!(1));
+            let strategy = child(spec, "strategy");
+            set_default(strategy, "type", json!("RollingUpdate"));
+            if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                let ru = child(strategy, "rollingUpdate");
+                set_default(ru, "maxUnavailable", json!("25%"));
+                set_default(ru, "maxSurge", json!("25%"));
+            }
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+        }
+        "replicasets" => set_default(spec, "replicas", json!(1)),
+        "replicationcontrollers" => {
+            set_default(spec, "replicas", json!(1));
+            let labels = spec
+                .get("template")
+                .and_then(|t| t.pointer("/metadata/labels"))
+                .cloned();
+            if let Some(l) = labels {
+                if spec
+                    .get("selector")
+                    .is_none_or(|s| s.as_object().is_none_or(Map::is_empty))
+                {
+                    spec.insert("selector".into(), l);
+                }
+            }
+        }
+        "statefulsets" => {
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            let us = child(spec, "updateStrategy");
+            set_default(us, "type", json!("RollingUpdate"));
+            if us.get("type") == Some(&json!("RollingUpdate")) {
+                set_default(child(us, "rollingUpdate"), "partition", json!(0));
+            }
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            let ret = child(spec, "persistentVolumeClaimRetentionPolicy");
+            set_default(ret, "whenDeleted", json!("Retain"));
+            set_default(ret, "whenScaled", json!("Retain"));
+        }
+        "daemonsets" => {
+            let us = child(spec, "updateStrategy");
+            set_default(us, "type", json!("RollingUpdate"));
+            if us.get("type") == Some(&json!("RollingUpdate")) {
+                let ru = child(us, "rollingUpdate");
+                set_default(ru, "maxUnavailable", json!(1));
+                set_default(ru, "maxSurge", json!(0));
+            }
+            set_default(spec, "revisionHistoryLimit", json!(10));
+        }
+        "jobs" => default_job_spec(spec),
+        "cronjobs" => {
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(js) = spec
+                .get_mut("jobTemplate")
+                .and_then(|t| t.get_mut("spec"))
+                .and_then(Value::as_object_mut)
+            {
+                default_job_spec(js);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn default_job_spec(spec: &mut Map<String, Value>) {
+    if !spec.contains_key("completions") && !spec.contains_key("parallelism") {
+        spec.insert("completions".into(), json!(1));
+        spec.insert("parallelism".into(), json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "manualSelector", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+}
+
+/// A Job's generated selector: its template and selector carry the job's
+/// uid and name (`batch.kubernetes.io/controller-uid`, `.../job-name` and the
+/// legacy unprefixed labels), unless `manualSelector` is set.
+pub fn generate_job_selector(obj: &mut Value) {
+    let uid = meta::uid(obj).to_string();
+    let name = meta::name(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector") == Some(&json!(true)) || uid.is_empty() {
+        return;
+    }
+    let labels = json!({
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    });
+    if let Some(tpl_labels) = spec
+        .get_mut("template")
+        .and_then(Value::as_object_mut)
+        .map(|t| child(t, "metadata"))
+        .map(|m| child(m, "labels"))
+    {
+        if let Some(l) = labels.as_object() {
+            for (k, v) in l {
+                tpl_labels.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if !spec.contains_key("selector") {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+    }
+}
+
+/// Secrets: `stringData` is write-only sugar for `data` (base64).
+fn fold_string_data(o: &mut Map<String, Value>) {
+    use base64::Engine;
+    let Some(Value::Object(sd)) = o.remove("stringData") else {
+        return;
+    };
+    let data = child(o, "data");
+    for (k, v) in sd {
+        if let Some(s) = v.as_str() {
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())),
+            );
+        }
+    }
+}
+
 fn default_pod_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
@@ -186,8 +389,6 @@ fn default_pod_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "enableServiceLinks", json!(true));
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    set_default(spec, "priority", json!(0));
     if let Some(sa) = spec.get("serviceAccountName").cloned() {
         set_default(spec, "serviceAccount", sa);
     }
@@ -275,8 +476,15 @@ fn default_service_spec(spec: &mut Map<String, Value>) {
     if let Some(Value::Array(ports)) = spec.get_mut("ports") {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             set_default(p, "protocol", json!("TCP"));
-            if let Some(port) = p.get("port").cloned() {
-                set_default(p, "targetPort", port);
+            // Protobuf clients send 0 or "" for an unset targetPort.
+            let unset = match p.get("targetPort") {
+                None | Some(Value::Null) => true,
+                Some(Value::Number(n)) => n.as_i64() == Some(0),
+                Some(Value::String(s)) => s.is_empty(),
+                Some(_) => false,
+            };
+            if let (true, Some(port)) = (unset, p.get("port").cloned()) {
+                p.insert("targetPort".into(), port);
             }
         }
     }
@@ -789,7 +997,10 @@ mod tests {
     #[test]
     fn update_keeps_status_and_bumps_generation() {
         let d = ri("apps", "deployments");
-        let old = json!({"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let mut old = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}});
+        prepare_for_create(d, &mut old);
+        old["metadata"]["generation"] = json!(3);
+        old["status"] = json!({"replicas": 1});
         let mut same = json!({"metadata": {"name": "d", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {"replicas": 9}});
         prepare_for_update(d, &mut same, &old);
         assert_eq!(same["metadata"]["generation"], 3);
@@ -829,6 +1040,47 @@ mod tests {
         assert_eq!(c[0].field, "spec.ports");
         assert!(validate_name(ri("", "services"), "1abc", "metadata.name").len() == 1);
         assert!(validate_name(ri("", "services"), "abc", "metadata.name").is_empty());
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let mut sec =
+            json!({"metadata": {"name": "s"}, "stringData": {"u": "admin"}, "data": {"p": "cQ=="}});
+        prepare_for_create(ri("", "secrets"), &mut sec);
+        assert_eq!(sec["type"], "Opaque");
+        assert_eq!(sec["data"]["u"], "YWRtaW4=");
+        assert_eq!(sec["data"]["p"], "cQ==");
+        assert!(sec.get("stringData").is_none());
+    }
+
+    #[test]
+    fn workload_defaults() {
+        let mut d = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        prepare_for_create(ri("apps", "deployments"), &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert!(d["spec"]["template"]["spec"].get("priority").is_none());
+        assert!(validate(ri("apps", "deployments"), &d).is_empty());
+
+        let mut j = json!({"metadata": {"name": "j", "uid": "u1"}, "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}});
+        prepare_for_create(ri("batch", "jobs"), &mut j);
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+        assert_eq!(
+            j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
+        assert!(
+            validate(ri("batch", "jobs"), &j).is_empty(),
+            "{:?}",
+            validate(ri("batch", "jobs"), &j)
+        );
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
             .map_err(|e| {
                 ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
             })?,
+        "application/vnd.kubernetes.protobuf" => kedge_api::protobuf::decode_k8s_protobuf(body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't decode protobuf body: {e}")))?,
         _ => return Err(ApiError::unsupported_media_type(ct)),
     };
     if !v.is_object() {
