@@ -79,25 +79,87 @@ fn aggregated_resource(ri: &ResourceInfo) -> Value {
     r
 }
 
-fn aggregated_group(group: &str) -> Value {
-    let resources: Vec<Value> = registry::resources_in(group, "v1")
-        .map(aggregated_resource)
+/// Kubernetes version priority: GA before beta before alpha, higher
+/// numbers first, non-Kubernetes-style versions last by name.
+fn version_key(v: &str) -> (u8, i64, i64, String) {
+    let parse = |s: &str| -> Option<(u8, i64, i64)> {
+        let rest = s.strip_prefix('v')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: i64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((0, -major, 0));
+        }
+        for (tag, rank) in [("beta", 1u8), ("alpha", 2u8)] {
+            if let Some(n) = tail.strip_prefix(tag) {
+                let minor: i64 = n.parse().ok()?;
+                return Some((rank, -major, -minor));
+            }
+        }
+        None
+    };
+    match parse(v) {
+        Some((r, a, b)) => (r, a, b, String::new()),
+        None => (3, 0, 0, v.to_string()),
+    }
+}
+
+/// The served groups (core excluded), each with its versions in priority order.
+fn groups_of(resources: &[&'static ResourceInfo]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for ri in resources.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == ri.group) {
+            Some((_, vs)) => {
+                if !vs.contains(&ri.version) {
+                    vs.push(ri.version);
+                }
+            }
+            None => out.push((ri.group, vec![ri.version])),
+        }
+    }
+    for (_, vs) in &mut out {
+        vs.sort_by_key(|v| version_key(v));
+    }
+    out
+}
+
+fn in_gv<'a>(
+    resources: &'a [&'static ResourceInfo],
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+    resources
+        .iter()
+        .copied()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+fn aggregated_group(resources: &[&'static ResourceInfo], group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let res: Vec<Value> = in_gv(resources, group, v)
+                .map(aggregated_resource)
+                .collect();
+            json!({"version": v, "resources": res, "freshness": "Current"})
+        })
         .collect();
     let metadata = if group.is_empty() {
         json!({"creationTimestamp": null})
     } else {
         json!({"name": group, "creationTimestamp": null})
     };
-    json!({
-        "metadata": metadata,
-        "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
-    })
+    json!({"metadata": metadata, "versions": versions})
 }
 
 /// `GET /api`
-pub fn legacy_root(headers: &HeaderMap, server_address: &str) -> Response<Body> {
+pub fn legacy_root(
+    headers: &HeaderMap,
+    resources: &[&'static ResourceInfo],
+    server_address: &str,
+) -> Response<Body> {
     if let Some(v) = aggregated_version(headers) {
-        return aggregated_response(v, vec![aggregated_group("")]);
+        return aggregated_response(v, vec![aggregated_group(resources, "", &["v1"])]);
     }
     negotiate::respond(
         StatusCode::OK,
@@ -110,21 +172,28 @@ pub fn legacy_root(headers: &HeaderMap, server_address: &str) -> Response<Body> 
     )
 }
 
-fn group_entry(group: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
-    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+fn group_entry(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    let preferred = gvs.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": gvs, "preferredVersion": preferred})
 }
 
 /// `GET /apis`
-pub fn groups_root(headers: &HeaderMap) -> Response<Body> {
-    let groups: Vec<&str> = registry::groups()
-        .into_iter()
-        .filter(|g| !g.is_empty())
-        .collect();
+pub fn groups_root(headers: &HeaderMap, resources: &[&'static ResourceInfo]) -> Response<Body> {
+    let groups = groups_of(resources);
     if let Some(v) = aggregated_version(headers) {
-        return aggregated_response(v, groups.iter().map(|g| aggregated_group(g)).collect());
+        return aggregated_response(
+            v,
+            groups
+                .iter()
+                .map(|(g, vs)| aggregated_group(resources, g, vs))
+                .collect(),
+        );
     }
-    let list: Vec<Value> = groups.iter().map(|g| group_entry(g)).collect();
+    let list: Vec<Value> = groups.iter().map(|(g, vs)| group_entry(g, vs)).collect();
     negotiate::respond(
         StatusCode::OK,
         negotiate::Output::Json,
@@ -133,11 +202,10 @@ pub fn groups_root(headers: &HeaderMap) -> Response<Body> {
 }
 
 /// `GET /apis/<group>`; `None` if the group is not served.
-pub fn group(group: &str) -> Option<Response<Body>> {
-    if group.is_empty() || !registry::serves(group, "v1") {
-        return None;
-    }
-    let mut g = group_entry(group);
+pub fn group(resources: &[&'static ResourceInfo], group: &str) -> Option<Response<Body>> {
+    let groups = groups_of(resources);
+    let (_, versions) = groups.iter().find(|(g, _)| *g == group)?;
+    let mut g = group_entry(group, versions);
     if let Some(o) = g.as_object_mut() {
         o.insert("kind".into(), json!("APIGroup"));
         o.insert("apiVersion".into(), json!("v1"));
@@ -150,12 +218,14 @@ pub fn group(group: &str) -> Option<Response<Body>> {
 }
 
 /// `GET /api/v1` or `/apis/<group>/<version>`; `None` if not served.
-pub fn group_version(group: &str, version: &str) -> Option<Response<Body>> {
-    if !registry::serves(group, version) {
-        return None;
-    }
-    let mut resources = Vec::new();
-    for ri in registry::resources_in(group, version) {
+pub fn group_version(
+    resources: &[&'static ResourceInfo],
+    group: &str,
+    version: &str,
+) -> Option<Response<Body>> {
+    in_gv(resources, group, version).next()?;
+    let mut out = Vec::new();
+    for ri in in_gv(resources, group, version) {
         let mut r = json!({
             "name": ri.plural,
             "singularName": ri.singular,
@@ -171,7 +241,7 @@ pub fn group_version(group: &str, version: &str) -> Option<Response<Body>> {
                 o.insert("categories".into(), json!(ri.categories));
             }
         }
-        resources.push(r);
+        out.push(r);
         for s in ri.subresources {
             let (g, v, k, verbs) = registry::subresource_info(ri, s);
             let mut sr = json!({
@@ -187,7 +257,7 @@ pub fn group_version(group: &str, version: &str) -> Option<Response<Body>> {
                     o.insert("version".into(), json!(v));
                 }
             }
-            resources.push(sr);
+            out.push(sr);
         }
     }
     let gv = if group.is_empty() {
@@ -198,7 +268,7 @@ pub fn group_version(group: &str, version: &str) -> Option<Response<Body>> {
     Some(negotiate::respond(
         StatusCode::OK,
         negotiate::Output::Json,
-        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}),
     ))
 }
 
@@ -221,8 +291,16 @@ mod tests {
     }
 
     #[test]
+    fn versions_sort_by_kubernetes_priority() {
+        let mut v = vec!["v1alpha1", "v1", "v2beta1", "v1beta2", "v2", "foo"];
+        v.sort_by_key(|x| version_key(x));
+        assert_eq!(v, vec!["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]);
+    }
+
+    #[test]
     fn pods_in_aggregated_core() {
-        let g = aggregated_group("");
+        let all: Vec<&'static ResourceInfo> = registry::RESOURCES.iter().collect();
+        let g = aggregated_group(&all, "", &["v1"]);
         let res = g["versions"][0]["resources"].as_array().expect("resources");
         let pods = res.iter().find(|r| r["resource"] == "pods").expect("pods");
         assert_eq!(pods["scope"], "Namespaced");

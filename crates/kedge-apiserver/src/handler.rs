@@ -16,6 +16,7 @@ use kedge_store::{Store, Stored};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Attributes, User};
+use crate::crd::{self, CustomResource};
 use crate::negotiate::{self, Output, MAX_BODY};
 use crate::path::ResourcePath;
 use crate::query::Query;
@@ -25,6 +26,8 @@ use crate::watch;
 /// A parsed resource request.
 pub(crate) struct Req {
     pub ri: &'static ResourceInfo,
+    /// Set when `ri` is a custom resource.
+    pub cr: Option<Arc<CustomResource>>,
     pub ns: Option<String>,
     pub name: Option<String>,
     pub sub: Option<String>,
@@ -71,7 +74,8 @@ async fn handle_inner(
     rp: ResourcePath,
     req: Request<Body>,
 ) -> Result<Response<Body>, ApiError> {
-    let ri = registry::lookup(&rp.group, &rp.version, &rp.resource)
+    let ri = srv
+        .lookup(&rp.group, &rp.version, &rp.resource)
         .ok_or_else(ApiError::not_found_path)?;
     if !ri.namespaced && rp.namespace.is_some() {
         return Err(ApiError::not_found_path());
@@ -114,6 +118,7 @@ async fn handle_inner(
     let (parts, body) = req.into_parts();
     let r = Req {
         ri,
+        cr: srv.crds.of(ri),
         ns: rp.namespace,
         name: rp.name,
         sub: rp.subresource,
@@ -209,8 +214,15 @@ async fn get(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
         return Ok(negotiate::respond(
             StatusCode::OK,
             r.out,
-            &to_scale(r.ri, &obj)?,
+            &to_scale(r.ri, r.cr.as_deref(), &obj)?,
         ));
+    }
+    let obj = match &r.cr {
+        Some(cr) => present_custom(cr, obj),
+        None => obj,
+    };
+    if r.cr.is_some() && r.out != Output::Table && r.out != Output::Metadata {
+        return Ok(negotiate::respond(StatusCode::OK, r.out, &obj));
     }
     match r.out {
         Output::Table => Ok(negotiate::respond(
@@ -218,6 +230,7 @@ async fn get(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             Output::Json,
             &make_table(
                 r.ri,
+                r.cr.as_deref(),
                 &[obj],
                 r.query.include_object.as_deref(),
                 true,
@@ -418,6 +431,7 @@ async fn list(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             let mut v = if r.out == Output::Table {
                 make_table(
                     r.ri,
+                    r.cr.as_deref(),
                     &objs,
                     r.query.include_object.as_deref(),
                     true,
@@ -433,6 +447,18 @@ async fn list(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             if let Some(o) = v.as_object_mut() {
                 o.insert("metadata".into(), list_meta(&res));
             }
+            Ok(negotiate::respond(StatusCode::OK, Output::Json, &v))
+        }
+        Output::Json if r.cr.is_some() => {
+            let cr =
+                r.cr.as_deref()
+                    .ok_or_else(|| ApiError::internal("custom resource vanished"))?;
+            let items = res
+                .items
+                .iter()
+                .map(|s| parse_stored(s).map(|o| present_custom(cr, o)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let v = json!({"kind": r.ri.list_kind(), "apiVersion": r.ri.api_version(), "metadata": list_meta(&res), "items": items});
             Ok(negotiate::respond(StatusCode::OK, Output::Json, &v))
         }
         Output::Json => {
@@ -476,6 +502,7 @@ pub(crate) fn partial(obj: &Value) -> Value {
 /// A `meta.k8s.io/v1` Table of objects.
 pub(crate) fn make_table(
     ri: &ResourceInfo,
+    cr: Option<&CustomResource>,
     objs: &[Value],
     include: Option<&str>,
     with_columns: bool,
@@ -485,7 +512,11 @@ pub(crate) fn make_table(
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": table::cells(ri.group, ri.plural, o, now)});
+            let cells = match cr {
+                Some(cr) => crd::cells(cr, o, now),
+                None => table::cells(ri.group, ri.plural, o, now),
+            };
+            let mut row = json!({"cells": cells});
             let object = match include.unwrap_or("Metadata") {
                 "None" => None,
                 "Object" => Some(o.clone()),
@@ -497,10 +528,12 @@ pub(crate) fn make_table(
             row
         })
         .collect();
-    let columns = if with_columns {
-        serde_json::to_value(table::columns(ri.group, ri.plural)).unwrap_or(Value::Null)
-    } else {
+    let columns = if !with_columns {
         Value::Null
+    } else if let Some(cr) = cr {
+        crd::columns(cr)
+    } else {
+        serde_json::to_value(table::columns(ri.group, ri.plural)).unwrap_or(Value::Null)
     };
     json!({
         "kind": "Table",
@@ -656,7 +689,26 @@ pub(crate) async fn create_object(
             }
         }
     }
+    let cr = srv.crds.of(ri);
+    if let Some(cr) = &cr {
+        if cr.terminating {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
+    }
     strategy::prepare_for_create(ri, &mut obj);
+    if ri.group == "apiextensions.k8s.io" && ri.plural == "customresourcedefinitions" {
+        let md = meta::metadata_mut(&mut obj);
+        let fins = md.entry("finalizers").or_insert_with(|| json!([]));
+        if let Value::Array(f) = fins {
+            if !f.iter().any(|x| x == crd::CLEANUP_FINALIZER) {
+                f.push(json!(crd::CLEANUP_FINALIZER));
+            }
+        }
+    }
     let causes = strategy::validate(ri, &obj);
     if !causes.is_empty() {
         return Err(ApiError::invalid(ri.group, ri.kind, &name, causes));
@@ -1022,7 +1074,7 @@ async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
         return Ok(negotiate::respond(
             StatusCode::OK,
             r.out,
-            &to_scale(ri, &stored)?,
+            &to_scale(ri, srv.crds.of(ri).as_deref(), &stored)?,
         ));
     }
     let expected_kind = if sub.as_deref() == Some("finalize") {
@@ -1072,6 +1124,8 @@ async fn scale_update(
             )],
         ));
     }
+    let cr = srv.crds.of(ri);
+    let spec_path = scale_paths(cr.as_deref()).0;
     let f = |mut cur: Value| {
         if let Some(rv) = rv.as_deref().filter(|s| !s.is_empty()) {
             if Some(rv) != meta::resource_version(&cur) {
@@ -1079,9 +1133,7 @@ async fn scale_update(
             }
         }
         let old = cur.clone();
-        if let Some(spec) = cur.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("replicas".into(), json!(n));
-        }
+        set_pointer(&mut cur, &spec_path, json!(n));
         strategy::prepare_for_update(ri, &mut cur, &old);
         Ok(cur)
     };
@@ -1093,8 +1145,77 @@ async fn scale_update(
     parse_stored(&stored)
 }
 
+/// JSON pointers of (spec replicas, status replicas, label selector) for the
+/// scale subresource.
+fn scale_paths(cr: Option<&CustomResource>) -> (String, String, Option<String>) {
+    let ptr = |p: &str| format!("/{}", p.trim_start_matches('.').replace('.', "/"));
+    match cr.and_then(|c| c.scale.as_ref()) {
+        Some(s) => (
+            ptr(&s.spec_replicas),
+            ptr(&s.status_replicas),
+            s.label_selector.as_deref().map(ptr),
+        ),
+        None => ("/spec/replicas".into(), "/status/replicas".into(), None),
+    }
+}
+
+/// Set a value at a JSON pointer, creating objects on the way.
+fn set_pointer(obj: &mut Value, ptr: &str, v: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(m) = cur.as_object_mut() else { return };
+        if i + 1 == parts.len() {
+            m.insert((*p).to_string(), v);
+            return;
+        }
+        cur = m.entry((*p).to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+/// A custom object as the requested version presents it: with conversion
+/// `None` only `apiVersion` changes.
+fn present_custom(cr: &CustomResource, mut obj: Value) -> Value {
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("apiVersion".into(), json!(cr.ri.api_version()));
+    }
+    obj
+}
+
 /// The autoscaling/v1 Scale view of a scalable object.
-fn to_scale(ri: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
+fn to_scale(
+    ri: &ResourceInfo,
+    cr: Option<&CustomResource>,
+    obj: &Value,
+) -> Result<Value, ApiError> {
+    let (spec_p, status_p, sel_p) = scale_paths(cr);
+    if cr.is_some() {
+        let mut smd = Map::new();
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+        ] {
+            if let Some(v) = meta::metadata(obj).and_then(|m| m.get(f)) {
+                smd.insert(f.into(), v.clone());
+            }
+        }
+        let selector = sel_p
+            .and_then(|p| obj.pointer(&p).and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        return Ok(json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": smd,
+            "spec": {"replicas": obj.pointer(&spec_p).cloned().unwrap_or(json!(0))},
+            "status": {"replicas": obj.pointer(&status_p).cloned().unwrap_or(json!(0)), "selector": selector},
+        }));
+    }
     let md = meta::metadata(obj).cloned().unwrap_or_default();
     let mut smd = Map::new();
     for f in [
@@ -1197,7 +1318,7 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     let sub = r.sub.clone();
     if sub.as_deref() == Some("scale") {
         let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
-        let scale = to_scale(ri, &cur)?;
+        let scale = to_scale(ri, r.cr.as_deref(), &cur)?;
         let patched = apply_patch(&r.headers, body, &scale)?;
         let replicas = patched.pointer("/spec/replicas").and_then(Value::as_i64);
         let rv = meta::resource_version(&patched)
@@ -1208,7 +1329,7 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
         return Ok(negotiate::respond(
             StatusCode::OK,
             r.out,
-            &to_scale(ri, &stored)?,
+            &to_scale(ri, srv.crds.of(ri).as_deref(), &stored)?,
         ));
     }
     let headers = r.headers.clone();

@@ -6,6 +6,7 @@
 
 mod auth;
 mod bootstrap;
+mod crd;
 mod discovery;
 mod handler;
 mod ipalloc;

@@ -83,6 +83,8 @@ pub struct ApiServer {
     authn: Authenticator,
     /// Serialises ClusterIP/NodePort allocation.
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+    /// Resources added by CustomResourceDefinitions.
+    pub(crate) crds: crate::crd::CrdRegistry,
     ready: AtomicBool,
 }
 
@@ -96,16 +98,38 @@ impl ApiServer {
             config,
             authn,
             alloc_lock: tokio::sync::Mutex::new(()),
+            crds: Default::default(),
             ready: AtomicBool::new(false),
         })
     }
 
-    /// Create the default namespaces and the `kubernetes` Service; after
-    /// this `/readyz` answers 200.
-    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+    /// Create the default namespaces and the `kubernetes` Service, start
+    /// serving custom resources and the in-process controllers of the API
+    /// server itself; after this `/readyz` answers 200.
+    pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
         crate::bootstrap::run(self).await?;
+        crate::crd::sync(self).await?;
+        tokio::spawn(crate::crd::run(self.clone()));
         self.ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Every served resource: built-in, then custom.
+    pub(crate) fn resources(&self) -> Vec<&'static kedge_api::ResourceInfo> {
+        let mut all: Vec<&'static kedge_api::ResourceInfo> = kedge_api::RESOURCES.iter().collect();
+        all.extend(self.crds.all().iter().map(|c| c.ri));
+        all
+    }
+
+    /// The resource at these URL coordinates, built-in or custom.
+    pub(crate) fn lookup(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static kedge_api::ResourceInfo> {
+        kedge_api::registry::lookup(group, version, plural)
+            .or_else(|| self.crds.get(group, version, plural).map(|c| c.ri))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -216,13 +240,15 @@ async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
     match route {
         Route::LegacyRoot => {
             let addr = format!("{}:{}", srv.config.advertise_address, srv.config.port);
-            discovery::legacy_root(req.headers(), &addr)
+            discovery::legacy_root(req.headers(), &srv.resources(), &addr)
         }
-        Route::GroupsRoot => discovery::groups_root(req.headers()),
-        Route::Group(g) => discovery::group(&g)
+        Route::GroupsRoot => discovery::groups_root(req.headers(), &srv.resources()),
+        Route::Group(g) => discovery::group(&srv.resources(), &g)
             .unwrap_or_else(|| negotiate::error_response(&ApiError::not_found_path())),
-        Route::GroupVersion { group, version } => discovery::group_version(&group, &version)
-            .unwrap_or_else(|| negotiate::error_response(&ApiError::not_found_path())),
+        Route::GroupVersion { group, version } => {
+            discovery::group_version(&srv.resources(), &group, &version)
+                .unwrap_or_else(|| negotiate::error_response(&ApiError::not_found_path()))
+        }
         Route::Resource(rp) => handler::handle(srv, user, rp, req).await,
         Route::Other => negotiate::error_response(&ApiError::not_found_path()),
     }

@@ -20,6 +20,7 @@ use crate::server::{ApiServer, Body};
 /// Encodes events in the negotiated form.
 struct Encoder {
     ri: &'static ResourceInfo,
+    cr: Option<Arc<crate::crd::CustomResource>>,
     out: Output,
     include: Option<String>,
     sent_columns: bool,
@@ -47,6 +48,7 @@ impl Encoder {
                         .unwrap_or(0);
                     let t = make_table(
                         self.ri,
+                        self.cr.as_deref(),
                         std::slice::from_ref(obj),
                         self.include.as_deref(),
                         !self.sent_columns,
@@ -59,7 +61,17 @@ impl Encoder {
                 };
                 buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
             }
-            _ => buf.extend_from_slice(raw),
+            _ => match &self.cr {
+                // Custom objects show the watched version.
+                Some(cr) => {
+                    let mut v = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("apiVersion".into(), json!(cr.ri.api_version()));
+                    }
+                    buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
+                }
+                None => buf.extend_from_slice(raw),
+            },
         }
         buf.extend_from_slice(b"}\n");
         Bytes::from(buf)
@@ -149,6 +161,7 @@ pub async fn serve(srv: Arc<ApiServer>, r: Req) -> Result<Response<Body>, ApiErr
     };
     let mut enc = Encoder {
         ri: r.ri,
+        cr: r.cr.clone(),
         out: r.out,
         include: q.include_object.clone(),
         sent_columns: false,
