@@ -946,7 +946,10 @@ where
             return Ok(cur);
         }
         // Removing the last finalizer of an object being deleted deletes it.
-        if meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty() {
+        if meta::deletion_timestamp(&new).is_some()
+            && !held_by_finalizers(ri, &new)
+            && !is_graceful_pod(ri, &new)
+        {
             match srv.store.delete(&key, Some(cur.revision)).await {
                 Ok(s) => return Ok(s),
                 Err(kedge_store::Error::Conflict { .. }) => continue,
@@ -960,6 +963,16 @@ where
         }
     }
     Err(ApiError::modified(ri.group, ri.plural, name))
+}
+
+/// A pod whose agent still has time to stop it.
+fn is_graceful_pod(ri: &ResourceInfo, obj: &Value) -> bool {
+    ri.group.is_empty()
+        && ri.plural == "pods"
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
 }
 
 /// Apply an update body onto the current object as PUT does.
@@ -1356,42 +1369,67 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
 }
 
 /// DeleteOptions from the body (if any) and the query.
-struct DeleteOptions {
-    uid: Option<String>,
-    resource_version: Option<String>,
-    dry_run: bool,
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeleteOptions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+    /// `Orphan`, `Background` or `Foreground`; `None` = the kind's default.
+    pub propagation: Option<String>,
+    pub grace_period: Option<i64>,
 }
 
 fn delete_options(headers: &HeaderMap, body: &[u8], q: &Query) -> Result<DeleteOptions, ApiError> {
     let mut o = DeleteOptions {
-        uid: None,
-        resource_version: None,
         dry_run: q.dry_run,
+        propagation: q.propagation_policy.clone(),
+        grace_period: q.grace_period_seconds,
+        ..Default::default()
     };
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(o);
-    }
-    let v = negotiate::decode_body(headers, body)?;
-    if let Some(k) = v.get("kind").and_then(Value::as_str) {
-        if k != "DeleteOptions" {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind (DeleteOptions)"
-            )));
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let v = negotiate::decode_body(headers, body)?;
+        if let Some(k) = v.get("kind").and_then(Value::as_str) {
+            if k != "DeleteOptions" {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind (DeleteOptions)"
+                )));
+            }
+        }
+        o.uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(Value::Array(d)) = v.get("dryRun") {
+            o.dry_run |= d.iter().any(|x| x == "All");
+        }
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            o.propagation = Some(p.to_string());
+        }
+        if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
+            if o.propagation.is_some() {
+                return Err(ApiError::invalid(
+                    "meta.k8s.io",
+                    "DeleteOptions",
+                    "",
+                    vec![Cause::invalid(
+                        "propagationPolicy",
+                        &json!(o.propagation),
+                        "orphanDependents and deletionPropagation cannot be both set",
+                    )],
+                ));
+            }
+            o.propagation = Some(if orphan { "Orphan" } else { "Background" }.to_string());
+        }
+        if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            o.grace_period = Some(g);
         }
     }
-    o.uid = v
-        .pointer("/preconditions/uid")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    o.resource_version = v
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(Value::Array(d)) = v.get("dryRun") {
-        o.dry_run |= d.iter().any(|x| x == "All");
-    }
-    if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
-        if !["Orphan", "Background", "Foreground"].contains(&p) {
+    if let Some(p) = &o.propagation {
+        if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
             return Err(ApiError::invalid(
                 "meta.k8s.io",
                 "DeleteOptions",
@@ -1404,6 +1442,18 @@ fn delete_options(headers: &HeaderMap, body: &[u8], q: &Query) -> Result<DeleteO
             ));
         }
     }
+    if o.grace_period.is_some_and(|g| g < 0) {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            vec![Cause::invalid(
+                "gracePeriodSeconds",
+                &json!(o.grace_period),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
     Ok(o)
 }
 
@@ -1412,23 +1462,41 @@ fn returns_deleted_object(ri: &ResourceInfo) -> bool {
     ri.group.is_empty() && matches!(ri.plural, "pods" | "services" | "namespaces")
 }
 
+/// Whether something still holds the object after its deletion was asked:
+/// `metadata.finalizers`, or for namespaces `spec.finalizers`.
+pub(crate) fn held_by_finalizers(ri: &ResourceInfo, obj: &Value) -> bool {
+    if !meta::finalizers(obj).is_empty() {
+        return true;
+    }
+    is_namespace(ri)
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+}
+
+fn is_namespace(ri: &ResourceInfo) -> bool {
+    ri.group.is_empty() && ri.plural == "namespaces"
+}
+
 async fn delete(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let opts = delete_options(&r.headers, body, &r.query)?;
     let (status, v) = delete_object(srv, r.ri, ns_of(r), name_of(r), &opts).await?;
     Ok(negotiate::respond(status, r.out, &v))
 }
 
-async fn delete_object(
+/// Delete an object with upstream's semantics: preconditions, finalizers
+/// (orphan and foreground propagation become finalizers the garbage
+/// collector honours), graceful deletion of pods bound to a node, and
+/// namespaces that terminate before they go.
+pub(crate) async fn delete_object(
     srv: &ApiServer,
     ri: &'static ResourceInfo,
     ns: Option<&str>,
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<(StatusCode, Value), ApiError> {
-    if ri.group.is_empty()
-        && ri.plural == "namespaces"
-        && crate::bootstrap::PROTECTED_NAMESPACES.contains(&name)
-    {
+    if is_namespace(ri) && crate::bootstrap::PROTECTED_NAMESPACES.contains(&name) {
         return Err(ApiError::forbidden(
             "",
             "namespaces",
@@ -1457,15 +1525,82 @@ async fn delete_object(
                 return Err(ApiError::conflict(ri.group, ri.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta::resource_version(&obj).unwrap_or(""))));
             }
         }
-        if !meta::finalizers(&obj).is_empty() {
-            // Finalizers hold the object: mark it and let their owners act.
-            if meta::deletion_timestamp(&obj).is_some() {
-                return Ok((StatusCode::OK, obj));
+        let before = obj.clone();
+        let policy = opts.propagation.clone().unwrap_or_else(|| {
+            // batch/v1 Jobs keep upstream's legacy default: orphan their pods.
+            if ri.group == "batch" && ri.plural == "jobs" {
+                "Orphan"
+            } else {
+                "Background"
             }
+            .to_string()
+        });
+        let wanted_finalizer = match policy.as_str() {
+            "Orphan" => Some(crate::lifecycle::ORPHAN_FINALIZER),
+            "Foreground" => Some(crate::lifecycle::FOREGROUND_FINALIZER),
+            _ => None,
+        };
+        let now = jiff::Timestamp::now();
+        let already = meta::deletion_timestamp(&obj).is_some();
+        // Pods on a node get a grace period for their agent to stop them.
+        let pod_grace = (ri.group.is_empty() && ri.plural == "pods")
+            .then(|| {
+                let bound = obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                let terminal = matches!(
+                    obj.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                );
+                let g = opts.grace_period.unwrap_or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(30)
+                });
+                (bound && !terminal && g > 0).then_some(g)
+            })
+            .flatten();
+        {
             let md = meta::metadata_mut(&mut obj);
-            md.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
-            md.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if opts.dry_run {
+            if let Some(f) = wanted_finalizer {
+                let fins = md.entry("finalizers").or_insert_with(|| json!([]));
+                if let Value::Array(a) = fins {
+                    if !a.iter().any(|x| x == f) {
+                        a.push(json!(f));
+                    }
+                }
+            }
+            if let Some(g) = pod_grace {
+                let shorter = md
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .is_none_or(|old| g < old);
+                if !already || shorter {
+                    let at = now
+                        .checked_add(jiff::SignedDuration::from_secs(g))
+                        .unwrap_or(now);
+                    md.insert(
+                        "deletionTimestamp".into(),
+                        json!(format!("{}", at.round(jiff::Unit::Second).unwrap_or(at))),
+                    );
+                    md.insert("deletionGracePeriodSeconds".into(), json!(g));
+                }
+            } else if !already {
+                md.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+                md.insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
+        }
+        if is_namespace(ri) {
+            if let Some(o) = obj.as_object_mut() {
+                let st = o.entry("status").or_insert_with(|| json!({}));
+                if let Some(st) = st.as_object_mut() {
+                    st.insert("phase".into(), json!("Terminating"));
+                }
+            }
+        }
+        if held_by_finalizers(ri, &obj) || pod_grace.is_some() {
+            if opts.dry_run || obj == before {
                 return Ok((StatusCode::OK, obj));
             }
             match srv.store.update(&key, obj, Some(cur.revision)).await {
@@ -1476,9 +1611,6 @@ async fn delete_object(
         }
         if opts.dry_run {
             return Ok((StatusCode::OK, obj));
-        }
-        if ri.group.is_empty() && ri.plural == "namespaces" {
-            delete_namespace_contents(srv, name).await?;
         }
         match srv.store.delete(&key, Some(cur.revision)).await {
             Ok(s) => {
@@ -1496,26 +1628,6 @@ async fn delete_object(
         }
     }
     Err(ApiError::modified(ri.group, ri.plural, name))
-}
-
-/// Everything in a namespace goes with it.
-async fn delete_namespace_contents(srv: &ApiServer, ns: &str) -> Result<(), ApiError> {
-    for ri in registry::RESOURCES
-        .iter()
-        .filter(|r| r.namespaced && r.plural != "bindings")
-    {
-        let page = srv
-            .store
-            .list(&ri.list_prefix(Some(ns)), None, 0)
-            .map_err(|e| store_err(ri, "", e))?;
-        for s in page.items {
-            match srv.store.delete(&s.key, None).await {
-                Ok(_) | Err(kedge_store::Error::NotFound(_)) => {}
-                Err(e) => return Err(store_err(ri, "", e)),
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn delete_collection(

@@ -10,6 +10,7 @@ mod crd;
 mod discovery;
 mod handler;
 mod ipalloc;
+mod lifecycle;
 mod negotiate;
 mod path;
 mod query;

@@ -74,6 +74,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Watch length when the client names no `timeoutSeconds`.
     pub watch_timeout: Duration,
+    /// The cluster CA published in every namespace as `kube-root-ca.crt`.
+    pub root_ca_pem: String,
 }
 
 /// The API server: shared by every connection.
@@ -109,7 +111,9 @@ impl ApiServer {
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
         crate::bootstrap::run(self).await?;
         crate::crd::sync(self).await?;
+        crate::lifecycle::prepare(self).await?;
         tokio::spawn(crate::crd::run(self.clone()));
+        tokio::spawn(crate::lifecycle::run(self.clone()));
         self.ready.store(true, Ordering::Release);
         Ok(())
     }

@@ -270,6 +270,7 @@ pub fn init_logging(format: &LogFormat, verbosity: u8) {
     });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),

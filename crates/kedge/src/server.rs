@@ -132,6 +132,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         port: args.https_listen_port,
         bookmark_interval: Duration::from_secs(args.watch_bookmark_interval.max(1)),
         watch_timeout: Duration::from_secs(1800),
+        root_ca_pem: pki.server_ca_cert_pem.clone(),
     };
     let api = ApiServer::new(store.clone(), config);
     let serve = tokio::spawn(
