@@ -136,6 +136,10 @@ const fn names(mut ri: ResourceInfo, rule: NameRule) -> ResourceInfo {
     ri.name_rule = rule;
     ri
 }
+const fn ver(mut ri: ResourceInfo, version: &'static str) -> ResourceInfo {
+    ri.version = version;
+    ri
+}
 
 const ALL: &[&str] = &["all"];
 const STATUS: &[&str] = &["status"];
@@ -441,6 +445,59 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ),
         &["csr"],
     ),
+    // authentication.k8s.io and authorization.k8s.io: create-only reviews
+    r(
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        false,
+    ),
+    r(
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+    ),
+    ver(
+        r(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            "selfsubjectreview",
+            false,
+        ),
+        "v1beta1",
+    ),
+    r(
+        "authorization.k8s.io",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+    ),
+    r(
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+    ),
+    r(
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+    ),
+    r(
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+    ),
     // apiextensions.k8s.io/v1
     gen(cats(
         short(
@@ -495,11 +552,21 @@ pub fn serves(group: &str, version: &str) -> bool {
 
 /// Verbs a resource supports in discovery.
 pub fn verbs(ri: &ResourceInfo) -> &'static [&'static str] {
-    if ri.plural == "bindings" {
+    if is_create_only(ri) {
         &["create"]
     } else {
         STANDARD_VERBS
     }
+}
+
+/// Resources that only answer POSTs and store nothing (bindings write the pod).
+pub fn is_create_only(ri: &ResourceInfo) -> bool {
+    ri.plural == "bindings" || is_review(ri)
+}
+
+/// Access and token reviews: computed answers, never stored.
+pub fn is_review(ri: &ResourceInfo) -> bool {
+    matches!(ri.group, "authentication.k8s.io" | "authorization.k8s.io")
 }
 
 /// The kind, group and version a subresource answers with, and its verbs.

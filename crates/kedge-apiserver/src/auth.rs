@@ -62,6 +62,43 @@ impl Authenticator {
     }
 }
 
+/// Apply `Impersonate-User` / `Impersonate-Group` headers (`kubectl --as`,
+/// `--as-group`): allowed to those who may do everything.
+pub fn impersonate(user: User, headers: &HeaderMap) -> Result<User, ApiError> {
+    let Some(target) = headers.get("impersonate-user") else {
+        if headers.contains_key("impersonate-group") {
+            return Err(ApiError::bad_request(
+                "requested [{Kind=Group ...}] without impersonating a user",
+            ));
+        }
+        return Ok(user);
+    };
+    let target = target
+        .to_str()
+        .map_err(|_| ApiError::bad_request("invalid Impersonate-User header"))?
+        .to_string();
+    if !user.groups.iter().any(|g| g == "system:masters") {
+        return Err(ApiError::forbidden(
+            "",
+            "users",
+            &target,
+            &format!("User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope", user.name),
+        ));
+    }
+    let mut groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    if !groups.iter().any(|g| g == "system:authenticated") {
+        groups.push("system:authenticated".into());
+    }
+    Ok(User {
+        name: target,
+        groups,
+    })
+}
+
 /// Paths anyone may read, as upstream's `system:public-info-viewer`.
 pub fn is_public_path(path: &str) -> bool {
     matches!(
@@ -85,6 +122,18 @@ pub struct Attributes<'a> {
 /// `system:masters` may do everything; everyone else nothing (RBAC later).
 pub fn authorize(user: &User, attrs: &Attributes<'_>) -> Result<(), ApiError> {
     if user.groups.iter().any(|g| g == "system:masters") {
+        return Ok(());
+    }
+    // `system:basic-user`: everyone may ask what they themselves may do.
+    if attrs.verb == "create"
+        && matches!(
+            (attrs.group, attrs.resource),
+            (
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+            ) | ("authentication.k8s.io", "selfsubjectreviews")
+        )
+    {
         return Ok(());
     }
     let res = match attrs.subresource {
@@ -152,6 +201,21 @@ mod tests {
             e.message,
             "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
         );
+    }
+
+    #[test]
+    fn impersonation_needs_masters() {
+        let admin = User {
+            name: "a".into(),
+            groups: vec!["system:masters".into()],
+        };
+        let mut h = HeaderMap::new();
+        h.insert("impersonate-user", HeaderValue::from_static("bob"));
+        h.append("impersonate-group", HeaderValue::from_static("dev"));
+        let bob = impersonate(admin, &h).expect("allowed");
+        assert_eq!(bob.name, "bob");
+        assert_eq!(bob.groups, vec!["dev", "system:authenticated"]);
+        assert_eq!(impersonate(bob, &h).map_err(|e| e.code), Err(403));
     }
 
     #[test]

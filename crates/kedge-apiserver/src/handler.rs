@@ -28,6 +28,7 @@ pub(crate) struct Req {
     pub ri: &'static ResourceInfo,
     /// Set when `ri` is a custom resource.
     pub cr: Option<Arc<CustomResource>>,
+    pub user: User,
     pub ns: Option<String>,
     pub name: Option<String>,
     pub sub: Option<String>,
@@ -100,7 +101,7 @@ async fn handle_inner(
         (&Method::DELETE, false) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
     };
-    if ri.plural == "bindings" && verb != "create" {
+    if registry::is_create_only(ri) && verb != "create" {
         return Err(ApiError::method_not_allowed());
     }
     auth::authorize(
@@ -119,6 +120,7 @@ async fn handle_inner(
     let r = Req {
         ri,
         cr: srv.crds.of(ri),
+        user: user.clone(),
         ns: rp.namespace,
         name: rp.name,
         sub: rp.subresource,
@@ -600,6 +602,11 @@ fn reconcile_namespace(
 
 async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let obj = negotiate::decode_body(&r.headers, body)?;
+    if registry::is_review(r.ri) {
+        check_kind(r.ri, &obj, r.ri.kind)?;
+        let (status, v) = crate::reviews::answer(r.ri, &r.user, &srv.authn, obj)?;
+        return Ok(negotiate::respond(status, r.out, &v));
+    }
     if r.sub.as_deref() == Some("binding") || r.ri.plural == "bindings" {
         return bind(srv, r, obj).await;
     }

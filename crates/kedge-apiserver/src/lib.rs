@@ -14,6 +14,7 @@ mod lifecycle;
 mod negotiate;
 mod path;
 mod query;
+mod reviews;
 mod server;
 mod watch;
 

@@ -82,7 +82,7 @@ pub struct Config {
 pub struct ApiServer {
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) config: Config,
-    authn: Authenticator,
+    pub(crate) authn: Authenticator,
     /// Serialises ClusterIP/NodePort allocation.
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
     /// Resources added by CustomResourceDefinitions.
@@ -236,6 +236,10 @@ async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
     }
     let Some(user) = user else {
         return negotiate::error_response(&ApiError::unauthorized());
+    };
+    let user = match auth::impersonate(user, req.headers()) {
+        Ok(u) => u,
+        Err(e) => return negotiate::error_response(&e),
     };
     let route = path::parse(&path);
     if !matches!(route, Route::Resource(_)) && req.method() != Method::GET {

@@ -464,3 +464,58 @@ async fn tables_and_selectors() {
     let (s, v) = get_json(&c, "/api/v1/pods?labelSelector=app%20in%20(").await;
     assert_eq!(s, 400, "{v}");
 }
+
+#[tokio::test]
+async fn access_reviews_and_impersonation() {
+    let srv = TestServer::start(&[]).await;
+    let c = srv.client().await;
+    let ssar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "default"}}});
+    let (s, v) = post_json(
+        &c,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &ssar,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["status"]["allowed"], true);
+    let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "bob", "groups": ["dev"], "resourceAttributes": {"verb": "list", "resource": "pods"}}});
+    let (s, v) = post_json(
+        &c,
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        &sar,
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(v["status"]["allowed"], false, "{v}");
+    // Nothing is stored: reviews only answer POST.
+    let (s, _) = get_json(&c, "/apis/authorization.k8s.io/v1/subjectaccessreviews").await;
+    assert_eq!(s, 405);
+    let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": srv.token}});
+    let (_, v) = post_json(&c, "/apis/authentication.k8s.io/v1/tokenreviews", &tr).await;
+    assert_eq!(v["status"]["authenticated"], true, "{v}");
+    let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "nope"}});
+    let (_, v) = post_json(&c, "/apis/authentication.k8s.io/v1/tokenreviews", &tr).await;
+    assert_eq!(v["status"]["authenticated"], false, "{v}");
+    for ver in ["v1", "v1beta1"] {
+        let ssr = json!({"apiVersion": format!("authentication.k8s.io/{ver}"), "kind": "SelfSubjectReview"});
+        let (s, v) = post_json(
+            &c,
+            &format!("/apis/authentication.k8s.io/{ver}/selfsubjectreviews"),
+            &ssr,
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["status"]["userInfo"]["username"], "system:admin");
+    }
+    // Impersonation: an admin acting as bob is bob, who may do nothing.
+    let req = http::Request::builder()
+        .method("GET")
+        .uri("/api/v1/namespaces/default/pods")
+        .header("impersonate-user", "bob")
+        .body(kube::client::Body::from(vec![]))
+        .expect("request");
+    let resp = c.send(req).await.expect("send");
+    assert_eq!(resp.status().as_u16(), 403);
+}
