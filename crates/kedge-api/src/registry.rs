@@ -69,12 +69,21 @@ impl ResourceInfo {
 
     /// The storage key prefix of this resource: `<group or core>/<plural>/`.
     pub fn key_prefix(&self) -> String {
+        // Both Event APIs are views of the same stored core Events.
+        if self.is_events_view() {
+            return "/core/events/".to_string();
+        }
         let g = if self.group.is_empty() {
             "core"
         } else {
             self.group
         };
         format!("/{g}/{}/", self.plural)
+    }
+
+    /// `events.k8s.io/v1` Events, stored as core Events.
+    pub fn is_events_view(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     /// Key prefix for listing in one namespace (or all, if `ns` is None).

@@ -219,11 +219,8 @@ async fn get(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             &to_scale(r.ri, r.cr.as_deref(), &obj)?,
         ));
     }
-    let obj = match &r.cr {
-        Some(cr) => present_custom(cr, obj),
-        None => obj,
-    };
-    if r.cr.is_some() && r.out != Output::Table && r.out != Output::Metadata {
+    let obj = view(r.ri, obj);
+    if !raw_is_view(r) && r.out != Output::Table && r.out != Output::Metadata {
         return Ok(negotiate::respond(StatusCode::OK, r.out, &obj));
     }
     match r.out {
@@ -252,8 +249,7 @@ async fn get(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
 pub(crate) struct Filter {
     pub labels: LabelSelector,
     pub fields: FieldSelector,
-    group: &'static str,
-    plural: &'static str,
+    ri: &'static ResourceInfo,
 }
 
 impl Filter {
@@ -278,20 +274,24 @@ impl Filter {
         fields
             .check_supported(ri.group, ri.plural)
             .map_err(ApiError::bad_request)?;
-        Ok(Filter {
-            labels,
-            fields,
-            group: ri.group,
-            plural: ri.plural,
-        })
+        Ok(Filter { labels, fields, ri })
     }
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
+    /// Match a stored object, as this resource presents it.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches(meta::labels(obj)) && self.fields.matches(self.group, self.plural, obj)
+        let converted;
+        let obj = if self.ri.is_events_view() {
+            converted = kedge_api::events::core_to_events(obj);
+            &converted
+        } else {
+            obj
+        };
+        self.labels.matches(meta::labels(obj))
+            && self.fields.matches(self.ri.group, self.ri.plural, obj)
     }
 }
 
@@ -428,7 +428,7 @@ async fn list(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             let objs = res
                 .items
                 .iter()
-                .map(parse_stored)
+                .map(|s| parse_stored(s).map(|o| view(r.ri, o)))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut v = if r.out == Output::Table {
                 make_table(
@@ -451,14 +451,11 @@ async fn list(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             }
             Ok(negotiate::respond(StatusCode::OK, Output::Json, &v))
         }
-        Output::Json if r.cr.is_some() => {
-            let cr =
-                r.cr.as_deref()
-                    .ok_or_else(|| ApiError::internal("custom resource vanished"))?;
+        Output::Json if !raw_is_view(r) => {
             let items = res
                 .items
                 .iter()
-                .map(|s| parse_stored(s).map(|o| present_custom(cr, o)))
+                .map(|s| parse_stored(s).map(|o| view(r.ri, o)))
                 .collect::<Result<Vec<_>, _>>()?;
             let v = json!({"kind": r.ri.list_kind(), "apiVersion": r.ri.api_version(), "metadata": list_meta(&res), "items": items});
             Ok(negotiate::respond(StatusCode::OK, Output::Json, &v))
@@ -484,7 +481,7 @@ async fn list(srv: &ApiServer, r: &Req) -> Result<Response<Body>, ApiError> {
             let items = res
                 .items
                 .iter()
-                .map(parse_stored)
+                .map(|s| parse_stored(s).map(|o| view(r.ri, o)))
                 .collect::<Result<Vec<_>, _>>()?;
             let v = json!({"kind": r.ri.list_kind(), "apiVersion": r.ri.api_version(), "metadata": list_meta(&res), "items": items});
             Ok(negotiate::respond(StatusCode::OK, Output::Yaml, &v))
@@ -610,7 +607,19 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
     if r.sub.as_deref() == Some("binding") || r.ri.plural == "bindings" {
         return bind(srv, r, obj).await;
     }
-    let stored = create_object(srv, r.ri, ns_of(r), obj, r.query.dry_run).await?;
+    let (ri, obj) = if r.ri.is_events_view() {
+        check_kind(r.ri, &obj, r.ri.kind)?;
+        (core_events()?, kedge_api::events::events_to_core(&obj))
+    } else {
+        (r.ri, obj)
+    };
+    let stored = create_object(srv, ri, ns_of(r), obj, r.query.dry_run).await?;
+    if r.ri.is_events_view() {
+        return Ok(match stored {
+            Created::Stored(s) => respond_stored(r, StatusCode::CREATED, s)?,
+            Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &view(r.ri, v)),
+        });
+    }
     Ok(match stored {
         Created::Stored(s) => negotiate::respond_raw(StatusCode::CREATED, r.out, s.value),
         Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &v),
@@ -1103,16 +1112,21 @@ async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
         ri.kind
     };
     check_kind(ri, &body, expected_kind)?;
+    let (ri, body) = if ri.is_events_view() {
+        (core_events()?, kedge_api::events::events_to_core(&body))
+    } else {
+        (ri, body)
+    };
     if r.query.dry_run {
         let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
         let new = apply_update(ri, sub.as_deref(), ns.as_deref(), &name, body, &cur)?;
-        return Ok(negotiate::respond(StatusCode::OK, r.out, &new));
+        return Ok(negotiate::respond(StatusCode::OK, r.out, &view(r.ri, new)));
     }
     let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, |cur| {
         apply_update(ri, sub.as_deref(), ns.as_deref(), &name, body.clone(), &cur)
     })
     .await?;
-    Ok(negotiate::respond_raw(StatusCode::OK, r.out, stored.value))
+    respond_stored(r, StatusCode::OK, stored)
 }
 
 async fn scale_update(
@@ -1196,11 +1210,41 @@ fn set_pointer(obj: &mut Value, ptr: &str, v: Value) {
     }
 }
 
-/// A custom object as the requested version presents it: with conversion
-/// `None` only `apiVersion` changes.
-fn present_custom(cr: &CustomResource, mut obj: Value) -> Value {
-    if let Some(o) = obj.as_object_mut() {
-        o.insert("apiVersion".into(), json!(cr.ri.api_version()));
+/// The stored core Events resource (both Event APIs store there).
+fn core_events() -> Result<&'static ResourceInfo, ApiError> {
+    registry::lookup("", "v1", "events").ok_or_else(|| ApiError::internal("events not registered"))
+}
+
+/// Respond with a stored object as this request's resource presents it.
+fn respond_stored(r: &Req, status: StatusCode, stored: Stored) -> Result<Response<Body>, ApiError> {
+    if raw_is_view(r) {
+        return Ok(negotiate::respond_raw(status, r.out, stored.value));
+    }
+    Ok(negotiate::respond(
+        status,
+        r.out,
+        &view(r.ri, parse_stored(&stored)?),
+    ))
+}
+
+/// Whether stored bytes are exactly what this resource's clients see.
+pub(crate) fn raw_is_view(r: &Req) -> bool {
+    r.cr.is_none() && !r.ri.is_events_view()
+}
+
+/// A stored object as this resource presents it: `events.k8s.io` Events are
+/// converted from the stored core form; custom objects (conversion `None`)
+/// show the requested version.
+pub(crate) fn view(ri: &ResourceInfo, obj: Value) -> Value {
+    if ri.is_events_view() {
+        return kedge_api::events::core_to_events(&obj);
+    }
+    let mut obj = obj;
+    let want = ri.api_version();
+    if obj.get("apiVersion").and_then(Value::as_str) != Some(want.as_str()) {
+        if let Some(o) = obj.as_object_mut() {
+            o.insert("apiVersion".into(), json!(want));
+        }
     }
     obj
 }
@@ -1354,25 +1398,38 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     }
     let headers = r.headers.clone();
     let body = body.to_vec();
+    let shown_ri = ri;
+    let events = ri.is_events_view();
+    let ri = if events { core_events()? } else { ri };
     let f = |cur: Value| {
-        let patched = apply_patch(&headers, &body, &cur)?;
+        let shown = view(shown_ri, cur.clone());
+        let patched = apply_patch(&headers, &body, &shown)?;
         check_kind(
-            ri,
+            shown_ri,
             &patched,
             if sub.as_deref() == Some("finalize") {
                 "Namespace"
             } else {
-                ri.kind
+                shown_ri.kind
             },
         )?;
+        let patched = if events {
+            kedge_api::events::events_to_core(&patched)
+        } else {
+            patched
+        };
         apply_update(ri, sub.as_deref(), ns.as_deref(), &name, patched, &cur)
     };
     if r.query.dry_run {
         let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
-        return Ok(negotiate::respond(StatusCode::OK, r.out, &f(cur)?));
+        return Ok(negotiate::respond(
+            StatusCode::OK,
+            r.out,
+            &view(r.ri, f(cur)?),
+        ));
     }
     let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, f).await?;
-    Ok(negotiate::respond_raw(StatusCode::OK, r.out, stored.value))
+    respond_stored(r, StatusCode::OK, stored)
 }
 
 /// DeleteOptions from the body (if any) and the query.

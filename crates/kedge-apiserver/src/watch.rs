@@ -34,14 +34,12 @@ impl Encoder {
         buf.extend_from_slice(b"\",\"object\":");
         match self.out {
             Output::Table | Output::Metadata => {
-                let owned;
-                let obj = match parsed {
-                    Some(v) => v,
-                    None => {
-                        owned = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
-                        &owned
-                    }
+                let base = match parsed {
+                    Some(v) => v.clone(),
+                    None => serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null),
                 };
+                let owned = crate::handler::view(self.ri, base);
+                let obj = &owned;
                 let v = if self.out == Output::Table {
                     let rv = meta::resource_version(obj)
                         .and_then(|s| s.parse().ok())
@@ -61,17 +59,12 @@ impl Encoder {
                 };
                 buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
             }
-            _ => match &self.cr {
-                // Custom objects show the watched version.
-                Some(cr) => {
-                    let mut v = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("apiVersion".into(), json!(cr.ri.api_version()));
-                    }
-                    buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
-                }
-                None => buf.extend_from_slice(raw),
-            },
+            _ if self.cr.is_some() || self.ri.is_events_view() => {
+                let v = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
+                let v = crate::handler::view(self.ri, v);
+                buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
+            }
+            _ => buf.extend_from_slice(raw),
         }
         buf.extend_from_slice(b"}\n");
         Bytes::from(buf)

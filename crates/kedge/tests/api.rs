@@ -519,3 +519,43 @@ async fn access_reviews_and_impersonation() {
     let resp = c.send(req).await.expect("send");
     assert_eq!(resp.status().as_u16(), 403);
 }
+
+#[tokio::test]
+async fn core_and_events_k8s_io_events_are_two_views_of_one_object() {
+    let srv = TestServer::start(&[]).await;
+    let c = srv.client().await;
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "kedge.io/test", "reportingInstance": "t1",
+        "action": "Testing", "reason": "Tested", "type": "Normal", "note": "hello",
+        "regarding": {"kind": "Pod", "name": "p1", "namespace": "default"}});
+    let (s, v) = post_json(&c, "/apis/events.k8s.io/v1/namespaces/default/events", &ev).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["note"], "hello");
+    let (s, core) = get_json(&c, "/api/v1/namespaces/default/events/e1").await;
+    assert_eq!(s, 200);
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "hello");
+    assert_eq!(core["involvedObject"]["name"], "p1");
+    assert_eq!(core["reportingComponent"], "kedge.io/test");
+    // Field selectors work in each view's own terms.
+    let (_, l) = get_json(
+        &c,
+        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp1",
+    )
+    .await;
+    assert_eq!(l["items"].as_array().map(Vec::len), Some(1), "{l}");
+    let (_, l) = get_json(
+        &c,
+        "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Dp1",
+    )
+    .await;
+    assert_eq!(l["items"][0]["regarding"]["name"], "p1", "{l}");
+    // A core update shows through the other view.
+    let mut upd = core.clone();
+    upd["message"] = json!("changed");
+    let (s, _) = put_json(&c, "/api/v1/namespaces/default/events/e1", &upd).await;
+    assert_eq!(s, 200);
+    let (_, e) = get_json(&c, "/apis/events.k8s.io/v1/namespaces/default/events/e1").await;
+    assert_eq!(e["note"], "changed");
+    assert_eq!(e["apiVersion"], "events.k8s.io/v1");
+}
