@@ -10,9 +10,11 @@
 pub mod events;
 pub mod meta;
 pub mod names;
+pub mod patch_meta;
 pub mod protobuf;
 pub mod registry;
 pub mod selectors;
+pub mod smp;
 pub mod status;
 pub mod strategy;
 pub mod table;

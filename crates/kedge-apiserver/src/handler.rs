@@ -1336,15 +1336,43 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn apply_patch(headers: &HeaderMap, body: &[u8], cur: &Value) -> Result<Value, ApiError> {
+/// What a patch applies to: the kind whose schema drives strategic merge
+/// patch, and whether it is a custom resource (which upstream does not
+/// strategic-merge-patch).
+struct PatchTarget<'a> {
+    group: &'a str,
+    version: &'a str,
+    kind: &'a str,
+    custom: bool,
+}
+
+fn apply_patch(
+    headers: &HeaderMap,
+    body: &[u8],
+    cur: &Value,
+    target: &PatchTarget<'_>,
+) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim();
     let parse = || -> Result<Value, ApiError> {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+        let p: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        if !p.is_object() {
+            return Err(ApiError::bad_request(
+                "error decoding patch: the patch must be a JSON object",
+            ));
+        }
+        Ok(p)
+    };
+    let unsupported = |accepted: &str| {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
+        )
     };
     match essence {
         "application/json-patch+json" => {
@@ -1356,21 +1384,22 @@ fn apply_patch(headers: &HeaderMap, body: &[u8], cur: &Value) -> Result<Value, A
             })?;
             Ok(v)
         }
-        // Strategic merge patch is schema-driven; until the merge-key tables
-        // land, maps merge and lists are replaced, as in a JSON merge patch.
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+        "application/merge-patch+json" => {
             let p = parse()?;
-            if !p.is_object() {
-                return Err(ApiError::bad_request("error decoding patch: the patch must be a JSON object"));
-            }
             let mut v = cur.clone();
             merge_patch(&mut v, &p);
             Ok(v)
         }
-        _ => Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"),
+        "application/strategic-merge-patch+json" if target.custom => Err(unsupported(
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        )),
+        "application/strategic-merge-patch+json" => {
+            let p = parse()?;
+            let schema = kedge_api::patch_meta::root(target.group, target.version, target.kind);
+            Ok(kedge_api::smp::strategic_merge_patch(cur, &p, schema)?)
+        }
+        _ => Err(unsupported(
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
         )),
     }
 }
@@ -1383,7 +1412,13 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     if sub.as_deref() == Some("scale") {
         let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
         let scale = to_scale(ri, r.cr.as_deref(), &cur)?;
-        let patched = apply_patch(&r.headers, body, &scale)?;
+        let target = PatchTarget {
+            group: "autoscaling",
+            version: "v1",
+            kind: "Scale",
+            custom: false,
+        };
+        let patched = apply_patch(&r.headers, body, &scale, &target)?;
         let replicas = patched.pointer("/spec/replicas").and_then(Value::as_i64);
         let rv = meta::resource_version(&patched)
             .filter(|rv| Some(*rv) != meta::resource_version(&scale))
@@ -1399,11 +1434,18 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     let headers = r.headers.clone();
     let body = body.to_vec();
     let shown_ri = ri;
+    let custom = r.cr.is_some();
     let events = ri.is_events_view();
     let ri = if events { core_events()? } else { ri };
     let f = |cur: Value| {
         let shown = view(shown_ri, cur.clone());
-        let patched = apply_patch(&headers, &body, &shown)?;
+        let target = PatchTarget {
+            group: shown_ri.group,
+            version: shown_ri.version,
+            kind: shown_ri.kind,
+            custom,
+        };
+        let patched = apply_patch(&headers, &body, &shown, &target)?;
         check_kind(
             shown_ri,
             &patched,
