@@ -7,6 +7,7 @@
 //! It works on raw JSON (`serde_json::Value`) and must not touch storage,
 //! HTTP or the network.
 
+pub mod crd_schema;
 pub mod events;
 pub mod meta;
 pub mod names;

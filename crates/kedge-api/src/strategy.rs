@@ -931,12 +931,51 @@ fn validate_crd(obj: &Value, c: &mut Vec<Cause>) {
         )),
         None => c.push(Cause::required("spec.scope")),
     }
-    if spec
+    let versions = spec
         .and_then(|s| s.get("versions"))
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty)
-    {
-        c.push(Cause::required("spec.versions"));
+        .and_then(Value::as_array);
+    match versions {
+        None => c.push(Cause::required("spec.versions")),
+        Some(vs) if vs.is_empty() => c.push(Cause::required("spec.versions")),
+        Some(vs) => {
+            let storage = vs
+                .iter()
+                .filter(|v| v.get("storage") == Some(&json!(true)))
+                .count();
+            if storage != 1 {
+                c.push(Cause::invalid(
+                    "spec.versions",
+                    &Value::Array(vs.clone()),
+                    "must have exactly one version marked as storage version",
+                ));
+            }
+            let mut seen = Vec::new();
+            for (i, v) in vs.iter().enumerate() {
+                let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+                if name.is_empty() {
+                    c.push(Cause::required(&format!("spec.versions[{i}].name")));
+                } else if seen.contains(&name) {
+                    c.push(Cause::duplicate(
+                        &format!("spec.versions[{i}].name"),
+                        &json!(name),
+                    ));
+                }
+                seen.push(name);
+                match v.pointer("/schema/openAPIV3Schema") {
+                    Some(schema) => {
+                        let field = format!("spec.versions[{i}].schema.openAPIV3Schema");
+                        if let Err(errs) =
+                            crate::crd_schema::StructuralSchema::from_json(schema, &field)
+                        {
+                            c.extend(errs);
+                        }
+                    }
+                    None => c.push(Cause::required(&format!(
+                        "spec.versions[{i}].schema.openAPIV3Schema"
+                    ))),
+                }
+            }
+        }
     }
     if let (Some(g), Some(p)) = (group, plural) {
         let want = format!("{p}.{g}");

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use kedge_api::crd_schema::StructuralSchema;
 use kedge_api::registry::{self, NameRule, ResourceInfo};
+use kedge_api::status::Cause;
 use kedge_api::{meta, ApiError};
 use kedge_store::Store;
 use serde_json::{json, Value};
@@ -40,9 +42,8 @@ pub struct ScalePaths {
 #[derive(Debug)]
 pub struct CustomResource {
     pub ri: &'static ResourceInfo,
-    /// `openAPIV3Schema` of this version.
-    #[allow(dead_code)] // read by structural validation, which is being wired in
-    pub schema: Option<Value>,
+    /// The structural schema of this version (validated when the CRD was written).
+    pub schema: Option<StructuralSchema>,
     pub columns: Vec<PrinterColumn>,
     pub scale: Option<ScalePaths>,
     /// The CRD is being deleted: no new objects.
@@ -234,7 +235,9 @@ fn resources_of(crd: &Value) -> Vec<Arc<CustomResource>> {
             .unwrap_or_default();
         out.push(Arc::new(CustomResource {
             ri,
-            schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+            schema: v
+                .pointer("/schema/openAPIV3Schema")
+                .and_then(|s| StructuralSchema::from_json(s, "openAPIV3Schema").ok()),
             columns,
             scale,
             terminating,
@@ -317,11 +320,11 @@ pub async fn sync(srv: &ApiServer) -> Result<bool, ApiError> {
         entries.extend(resources_of(&crd));
         crds.push(crd);
     }
-    srv.crds.replace(entries);
-    for crd in crds {
-        let name = meta::name(&crd).to_string();
-        let want = desired_status(&crd);
-        if crd.get("status") != Some(&want) {
+    // Conditions first, so that a resource is never served by a CRD that
+    // does not say Established yet.
+    for crd in &crds {
+        let name = meta::name(crd).to_string();
+        if crd.get("status") != Some(&desired_status(crd)) {
             let r = guaranteed_update(srv, ri, None, &name, |mut cur| {
                 let st = desired_status(&cur);
                 if let Some(o) = cur.as_object_mut() {
@@ -336,6 +339,10 @@ pub async fn sync(srv: &ApiServer) -> Result<bool, ApiError> {
                 }
             }
         }
+    }
+    srv.crds.replace(entries);
+    for crd in crds {
+        let name = meta::name(&crd).to_string();
         if meta::deletion_timestamp(&crd).is_some() {
             terminating = true;
             if delete_all_objects(srv, &crd).await? {
@@ -423,6 +430,21 @@ pub async fn run(srv: Arc<ApiServer>) {
             _ = w.next() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Prune unknown fields, apply defaults and validate a custom object against
+/// its version's schema, in upstream's order. For the status subresource
+/// only `status` is validated.
+pub fn prepare_and_validate(cr: &CustomResource, obj: &mut Value, sub: Option<&str>) -> Vec<Cause> {
+    let Some(schema) = &cr.schema else {
+        return Vec::new();
+    };
+    schema.prune(obj);
+    schema.apply_defaults(obj);
+    match sub {
+        Some("status") => schema.validate_status(obj),
+        _ => schema.validate(obj),
     }
 }
 

@@ -725,7 +725,10 @@ pub(crate) async fn create_object(
             }
         }
     }
-    let causes = strategy::validate(ri, &obj);
+    let mut causes = strategy::validate(ri, &obj);
+    if let Some(cr) = &cr {
+        causes.extend(crd::prepare_and_validate(cr, &mut obj, None));
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(ri.group, ri.kind, &name, causes));
     }
@@ -992,8 +995,10 @@ fn is_graceful_pod(ri: &ResourceInfo, obj: &Value) -> bool {
 }
 
 /// Apply an update body onto the current object as PUT does.
+#[allow(clippy::too_many_arguments)]
 fn apply_update(
     ri: &ResourceInfo,
+    cr: Option<&CustomResource>,
     sub: Option<&str>,
     url_ns: Option<&str>,
     url_name: &str,
@@ -1082,6 +1087,9 @@ fn apply_update(
     if ri.plural == "services" && ri.group.is_empty() && sub.is_none() {
         causes.retain(|c| c.field != "spec.clusterIP");
     }
+    if let Some(cr) = cr {
+        causes.extend(crd::prepare_and_validate(cr, &mut new, sub));
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(ri.group, ri.kind, url_name, causes));
     }
@@ -1090,6 +1098,7 @@ fn apply_update(
 
 async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let body = negotiate::decode_body(&r.headers, body)?;
+    let cr = r.cr.clone();
     let name = name_of(r).to_string();
     let ns = r.ns.clone();
     let sub = r.sub.clone();
@@ -1119,11 +1128,27 @@ async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
     };
     if r.query.dry_run {
         let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
-        let new = apply_update(ri, sub.as_deref(), ns.as_deref(), &name, body, &cur)?;
+        let new = apply_update(
+            ri,
+            cr.as_deref(),
+            sub.as_deref(),
+            ns.as_deref(),
+            &name,
+            body,
+            &cur,
+        )?;
         return Ok(negotiate::respond(StatusCode::OK, r.out, &view(r.ri, new)));
     }
     let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, |cur| {
-        apply_update(ri, sub.as_deref(), ns.as_deref(), &name, body.clone(), &cur)
+        apply_update(
+            ri,
+            cr.as_deref(),
+            sub.as_deref(),
+            ns.as_deref(),
+            &name,
+            body.clone(),
+            &cur,
+        )
     })
     .await?;
     respond_stored(r, StatusCode::OK, stored)
@@ -1434,6 +1459,7 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     let headers = r.headers.clone();
     let body = body.to_vec();
     let shown_ri = ri;
+    let cr = r.cr.clone();
     let custom = r.cr.is_some();
     let events = ri.is_events_view();
     let ri = if events { core_events()? } else { ri };
@@ -1460,7 +1486,15 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
         } else {
             patched
         };
-        apply_update(ri, sub.as_deref(), ns.as_deref(), &name, patched, &cur)
+        apply_update(
+            ri,
+            cr.as_deref(),
+            sub.as_deref(),
+            ns.as_deref(),
+            &name,
+            patched,
+            &cur,
+        )
     };
     if r.query.dry_run {
         let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
