@@ -51,3 +51,10 @@ test:
 	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) conformance
+
+## bench: build, then measure a real kedge server (docs/benchmarks.md); `make bench BENCH_ARGS=--quick` for a ~1 minute smoke run
+BENCH_ARGS ?=
+.PHONY: bench
+bench:
+	$(CARGO) build --release -p kedge -p kedge-bench
+	target/release/kedge-bench --kedge target/release/kedge $(BENCH_ARGS)

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Attributes, User};
 use crate::crd::{self, CustomResource};
+use crate::fieldvalidation::{self, FieldValidation};
 use crate::negotiate::{self, Output, MAX_BODY};
 use crate::path::ResourcePath;
 use crate::query::Query;
@@ -607,6 +608,15 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
     if r.sub.as_deref() == Some("binding") || r.ri.plural == "bindings" {
         return bind(srv, r, obj).await;
     }
+    let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
+    let mut warnings = fieldvalidation::duplicate_fields(r.ri, body, is_json(&r.headers), fv)?;
+    let mut obj = obj;
+    warnings.extend(fieldvalidation::unknown_fields(
+        r.ri,
+        r.cr.as_deref(),
+        &mut obj,
+        fv,
+    )?);
     let (ri, obj) = if r.ri.is_events_view() {
         check_kind(r.ri, &obj, r.ri.kind)?;
         (core_events()?, kedge_api::events::events_to_core(&obj))
@@ -614,16 +624,29 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
         (r.ri, obj)
     };
     let stored = create_object(srv, ri, ns_of(r), obj, r.query.dry_run).await?;
-    if r.ri.is_events_view() {
-        return Ok(match stored {
-            Created::Stored(s) => respond_stored(r, StatusCode::CREATED, s)?,
-            Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &view(r.ri, v)),
-        });
+    let resp = match stored {
+        Created::Stored(s) => respond_stored(r, StatusCode::CREATED, s)?,
+        Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &view(r.ri, v)),
+    };
+    Ok(with_warnings(resp, &warnings))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().starts_with("application/json"))
+}
+
+/// Add `Warning: 299 - "..."` headers, as upstream reports warnings.
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
     }
-    Ok(match stored {
-        Created::Stored(s) => negotiate::respond_raw(StatusCode::CREATED, r.out, s.value),
-        Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &v),
-    })
+    resp
 }
 
 pub(crate) enum Created {
@@ -1096,8 +1119,8 @@ fn apply_update(
     Ok(new)
 }
 
-async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    let body = negotiate::decode_body(&r.headers, body)?;
+async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let body = negotiate::decode_body(&r.headers, raw_body)?;
     let cr = r.cr.clone();
     let name = name_of(r).to_string();
     let ns = r.ns.clone();
@@ -1121,6 +1144,17 @@ async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
         ri.kind
     };
     check_kind(ri, &body, expected_kind)?;
+    let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
+    let mut warnings = fieldvalidation::duplicate_fields(ri, raw_body, is_json(&r.headers), fv)?;
+    let mut body = body;
+    if sub.is_none() {
+        warnings.extend(fieldvalidation::unknown_fields(
+            ri,
+            cr.as_deref(),
+            &mut body,
+            fv,
+        )?);
+    }
     let (ri, body) = if ri.is_events_view() {
         (core_events()?, kedge_api::events::events_to_core(&body))
     } else {
@@ -1151,7 +1185,10 @@ async fn update(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
         )
     })
     .await?;
-    respond_stored(r, StatusCode::OK, stored)
+    Ok(with_warnings(
+        respond_stored(r, StatusCode::OK, stored)?,
+        &warnings,
+    ))
 }
 
 async fn scale_update(
@@ -1460,6 +1497,8 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     let body = body.to_vec();
     let shown_ri = ri;
     let cr = r.cr.clone();
+    let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
+    let warnings = std::sync::Mutex::new(Vec::new());
     let custom = r.cr.is_some();
     let events = ri.is_events_view();
     let ri = if events { core_events()? } else { ri };
@@ -1481,6 +1520,11 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
                 shown_ri.kind
             },
         )?;
+        let mut patched = patched;
+        if sub.is_none() {
+            let w = fieldvalidation::unknown_fields(shown_ri, cr.as_deref(), &mut patched, fv)?;
+            *warnings.lock().unwrap_or_else(|p| p.into_inner()) = w;
+        }
         let patched = if events {
             kedge_api::events::events_to_core(&patched)
         } else {
@@ -1505,7 +1549,11 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
         ));
     }
     let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, f).await?;
-    respond_stored(r, StatusCode::OK, stored)
+    let w = std::mem::take(&mut *warnings.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(with_warnings(
+        respond_stored(r, StatusCode::OK, stored)?,
+        &w,
+    ))
 }
 
 /// DeleteOptions from the body (if any) and the query.

@@ -8,6 +8,7 @@ mod auth;
 mod bootstrap;
 mod crd;
 mod discovery;
+mod fieldvalidation;
 mod handler;
 mod ipalloc;
 mod lifecycle;

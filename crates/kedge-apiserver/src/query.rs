@@ -19,6 +19,8 @@ pub struct Query {
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
     pub field_manager: Option<String>,
+    pub field_validation: Option<String>,
+    pub force: bool,
 }
 
 fn boolean(v: &str) -> bool {
@@ -58,6 +60,8 @@ impl Query {
                 "propagationPolicy" => q.propagation_policy = Some(v),
                 "gracePeriodSeconds" => q.grace_period_seconds = v.parse().ok(),
                 "fieldManager" => q.field_manager = Some(v),
+                "fieldValidation" => q.field_validation = Some(v),
+                "force" => q.force = boolean(&v),
                 _ => {}
             }
         }
