@@ -94,6 +94,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Box<Value>>,
+    /// `metadata` of the Status (a fresh `continue` token after a 410).
+    pub metadata: Option<Box<Value>>,
 }
 
 pub type Result<T> = std::result::Result<T, ApiError>;
@@ -128,6 +130,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            metadata: None,
         }
     }
 
@@ -288,6 +291,9 @@ impl ApiError {
             "message": self.message,
             "reason": self.reason,
         });
+        if let (Some(md), Value::Object(m)) = (&self.metadata, &mut s) {
+            m.insert("metadata".into(), (**md).clone());
+        }
         if let (Some(d), Value::Object(m)) = (&self.details, &mut s) {
             m.insert("details".into(), (**d).clone());
         }

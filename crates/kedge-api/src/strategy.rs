@@ -603,6 +603,188 @@ fn required_string(obj: &Value, field: &str, c: &mut Vec<Cause>) {
     }
 }
 
+/// What an update may not change, per kind (upstream's `ValidateUpdate`).
+/// Returns causes with upstream's messages; empty when the change is allowed.
+pub fn validate_update(ri: &ResourceInfo, new: &Value, old: &Value) -> Vec<Cause> {
+    let mut c = Vec::new();
+    let immutable = |c: &mut Vec<Cause>, path: &str| {
+        let ptr = format!("/{}", path.replace('.', "/"));
+        if new.pointer(&ptr) != old.pointer(&ptr) {
+            c.push(Cause::invalid(
+                path,
+                new.pointer(&ptr).unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+    };
+    match (ri.group, ri.plural) {
+        ("", "configmaps") | ("", "secrets") => {
+            if old.get("immutable") == Some(&json!(true)) {
+                for f in ["data", "binaryData"] {
+                    if new.get(f) != old.get(f) {
+                        c.push(Cause::forbidden(
+                            f,
+                            "field is immutable when `immutable` is set",
+                        ));
+                    }
+                }
+                if new.get("immutable") != Some(&json!(true)) {
+                    c.push(Cause::forbidden(
+                        "immutable",
+                        "field is immutable when `immutable` is set",
+                    ));
+                }
+            }
+            if ri.plural == "secrets" && new.get("type") != old.get("type") {
+                c.push(Cause::invalid(
+                    "type",
+                    new.get("type").unwrap_or(&Value::Null),
+                    "field is immutable",
+                ));
+            }
+        }
+        ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets") => {
+            immutable(&mut c, "spec.selector");
+            if ri.plural == "statefulsets" {
+                let strip = |v: &Value| {
+                    let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+                    if let Some(o) = s.as_object_mut() {
+                        for f in [
+                            "replicas",
+                            "ordinals",
+                            "template",
+                            "updateStrategy",
+                            "persistentVolumeClaimRetentionPolicy",
+                            "minReadySeconds",
+                        ] {
+                            o.remove(f);
+                        }
+                    }
+                    s
+                };
+                if strip(new) != strip(old) {
+                    c.push(Cause::forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
+                }
+            }
+        }
+        ("batch", "jobs") => {
+            immutable(&mut c, "spec.selector");
+            immutable(&mut c, "spec.completions");
+            immutable(&mut c, "spec.completionMode");
+        }
+        ("", "pods") => validate_pod_update(new, old, &mut c),
+        ("", "services") => {
+            if new
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
+                immutable(&mut c, "spec.clusterIP");
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            let strip = |v: &Value| {
+                let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+                if let Some(o) = s.as_object_mut() {
+                    o.remove("resources");
+                    o.remove("volumeAttributesClassName");
+                    if old
+                        .pointer("/spec/volumeName")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        o.remove("volumeName");
+                    }
+                }
+                s
+            };
+            if strip(new) != strip(old) {
+                c.push(Cause::forbidden("spec", "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"));
+            }
+        }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            immutable(&mut c, "roleRef")
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            for f in [
+                "parameters",
+                "provisioner",
+                "reclaimPolicy",
+                "volumeBindingMode",
+            ] {
+                if new.get(f) != old.get(f) {
+                    c.push(Cause::forbidden(f, "updates to parameters are forbidden."));
+                    break;
+                }
+            }
+        }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            if new.get("value") != old.get("value") {
+                c.push(Cause::forbidden(
+                    "value",
+                    "may not be changed in an update.",
+                ));
+            }
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            immutable(&mut c, "spec.scope");
+            immutable(&mut c, "spec.group");
+            immutable(&mut c, "spec.names.plural");
+        }
+        _ => {}
+    }
+    c
+}
+
+/// Pod updates may change only images, activeDeadlineSeconds, added
+/// tolerations and a few more (upstream's `ValidatePodUpdate`).
+fn validate_pod_update(new: &Value, old: &Value, c: &mut Vec<Cause>) {
+    let normalise = |v: &Value, other: &Value| -> Value {
+        let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+        if let Some(o) = s.as_object_mut() {
+            for list in ["containers", "initContainers"] {
+                if let Some(Value::Array(cs)) = o.get_mut(list) {
+                    for m in cs.iter_mut().filter_map(Value::as_object_mut) {
+                        m.remove("image");
+                    }
+                }
+            }
+            o.remove("activeDeadlineSeconds");
+            o.remove("tolerations");
+            o.remove("terminationGracePeriodSeconds");
+            o.remove("schedulingGates");
+            // nodeName is set once, through binding.
+            if other.pointer("/spec/nodeName").is_none() || v.pointer("/spec/nodeName").is_none() {
+                o.remove("nodeName");
+            }
+        }
+        s
+    };
+    if normalise(new, old) != normalise(old, new) {
+        c.push(Cause::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+    // Tolerations may only be added.
+    let old_t = old
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let new_t = new
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if old_t.iter().any(|t| !new_t.contains(t)) {
+        c.push(Cause::forbidden(
+            "spec.tolerations",
+            "existing toleration can not be modified except its tolerationSeconds",
+        ));
+    }
+}
+
 fn validate_meta(obj: &Value, c: &mut Vec<Cause>) {
     let Some(md) = meta::metadata(obj) else {
         return;
@@ -1119,6 +1301,32 @@ mod tests {
             validate(ri("batch", "jobs"), &j).is_empty(),
             "{:?}",
             validate(ri("batch", "jobs"), &j)
+        );
+    }
+
+    #[test]
+    fn immutable_updates() {
+        let old = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "1"}});
+        let mut new = old.clone();
+        new["data"]["a"] = json!("2");
+        let c = validate_update(ri("", "configmaps"), &new, &old);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].field, "data");
+        assert_eq!(c[0].reason, "FieldValueForbidden");
+        let d_old = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}}});
+        let d_new = json!({"spec": {"selector": {"matchLabels": {"a": "c"}}}});
+        assert_eq!(
+            validate_update(ri("apps", "deployments"), &d_new, &d_old)[0].field,
+            "spec.selector"
+        );
+        let p_old = json!({"spec": {"containers": [{"name": "c", "image": "a"}], "restartPolicy": "Always"}});
+        let mut p_new = p_old.clone();
+        p_new["spec"]["containers"][0]["image"] = json!("b");
+        assert!(validate_update(ri("", "pods"), &p_new, &p_old).is_empty());
+        p_new["spec"]["restartPolicy"] = json!("Never");
+        assert_eq!(
+            validate_update(ri("", "pods"), &p_new, &p_old)[0].field,
+            "spec"
         );
     }
 

@@ -329,7 +329,24 @@ pub(crate) fn list_items(
             if tok.v != "meta.k8s.io/v1" || tok.start.contains("..") {
                 return Err(ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
             }
-            (Some(format!("{prefix}{}", tok.start)), Some(tok.rv))
+            // Beyond the watch window the list can no longer be consistent
+            // with its first page: 410 with a token that continues
+            // inconsistently (revision -1), as upstream answers after
+            // compaction.
+            if tok.rv >= 0 && tok.rv < srv.store.window().floor() {
+                let fresh = ContinueToken {
+                    v: "meta.k8s.io/v1".into(),
+                    rv: -1,
+                    start: tok.start.clone(),
+                };
+                let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(serde_json::to_vec(&fresh).unwrap_or_default());
+                let mut e = ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.");
+                e.metadata = Some(Box::new(json!({"continue": enc})));
+                return Err(e);
+            }
+            let rv = (tok.rv >= 0).then_some(tok.rv);
+            (Some(format!("{prefix}{}", tok.start)), rv)
         }
         None => (None, None),
     };
@@ -1109,6 +1126,9 @@ fn apply_update(
     let mut causes = strategy::validate(ri, &new);
     if ri.plural == "services" && ri.group.is_empty() && sub.is_none() {
         causes.retain(|c| c.field != "spec.clusterIP");
+    }
+    if sub.is_none() {
+        causes.extend(strategy::validate_update(ri, &new, cur));
     }
     if let Some(cr) = cr {
         causes.extend(crd::prepare_and_validate(cr, &mut new, sub));
