@@ -673,14 +673,13 @@ pub fn validate_update(ri: &ResourceInfo, new: &Value, old: &Value) -> Vec<Cause
             immutable(&mut c, "spec.completionMode");
         }
         ("", "pods") => validate_pod_update(new, old, &mut c),
-        ("", "services") => {
+        ("", "services")
             if new
                 .pointer("/spec/clusterIP")
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-            {
-                immutable(&mut c, "spec.clusterIP");
-            }
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            immutable(&mut c, "spec.clusterIP")
         }
         ("", "persistentvolumeclaims") => {
             let strip = |v: &Value| {
@@ -718,13 +717,11 @@ pub fn validate_update(ri: &ResourceInfo, new: &Value, old: &Value) -> Vec<Cause
                 }
             }
         }
-        ("scheduling.k8s.io", "priorityclasses") => {
-            if new.get("value") != old.get("value") {
-                c.push(Cause::forbidden(
-                    "value",
-                    "may not be changed in an update.",
-                ));
-            }
+        ("scheduling.k8s.io", "priorityclasses") if new.get("value") != old.get("value") => {
+            c.push(Cause::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             immutable(&mut c, "spec.scope");
