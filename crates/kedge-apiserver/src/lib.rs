@@ -13,6 +13,7 @@ mod handler;
 mod ipalloc;
 mod lifecycle;
 mod negotiate;
+mod openapi;
 mod path;
 mod query;
 mod reviews;

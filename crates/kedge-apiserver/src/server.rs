@@ -245,6 +245,9 @@ async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
     if !matches!(route, Route::Resource(_)) && req.method() != Method::GET {
         return negotiate::error_response(&ApiError::method_not_allowed());
     }
+    if let Some(r) = crate::openapi::handle(&path, req.uri().query(), req.headers()) {
+        return r;
+    }
     match route {
         Route::LegacyRoot => {
             let addr = format!("{}:{}", srv.config.advertise_address, srv.config.port);
