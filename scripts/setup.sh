@@ -26,13 +26,14 @@ command -v apt-get >/dev/null || die "apt-get not found: this script sets up Deb
 # ---------------------------------------------------------------- packages --
 # Build: pkg-config/gcc/make for -sys crates, protoc for tonic/prost builds.
 # Node agent and its tests: containerd + runc + CNI plugins, busybox-static
-# (rootfs of locally built test images), iptables/nftables/iproute2.
+# (rootfs of locally built test images), musl-tools (the static pause
+# binary), iptables/nftables/iproute2.
 # Datastores: sqlite3 (inspecting the default store), etcd for the HA path.
 # Benchmarks: hyperfine. Conformance harness: python3-venv/pip.
 packages=(
   pkg-config gcc make protobuf-compiler python3-venv python3-pip git
   ca-certificates openssl
-  containerd runc containernetworking-plugins busybox-static
+  containerd runc containernetworking-plugins busybox-static musl-tools
   iptables nftables iproute2
   etcd-server etcd-client sqlite3
   hyperfine
