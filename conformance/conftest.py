@@ -30,9 +30,13 @@ from typing import Optional
 import pytest
 import yaml
 
+from kubeutil import Kubectl, expect_kedge, testing_external_cluster
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = float(os.environ.get("KEDGE_STARTUP_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 15.0
+# The kubectl minors every kubectl test runs with (see the `kubectl` fixture).
+KUBECTL_VERSIONS = os.environ.get("KEDGE_CONFORMANCE_KUBECTL", "1.27 1.33").split()
 
 # The log of the server this session started, for the failure summary.
 _server_log: Optional[Path] = None
@@ -202,7 +206,7 @@ def cluster(tmp_path_factory) -> Cluster:
     workdir = tmp_path_factory.mktemp("cluster")
     suffix = secrets.token_hex(3)
     external = os.environ.get("KUBECONFIG")
-    if external and not os.environ.get("KEDGE_BIN"):
+    if testing_external_cluster():
         if os.pathsep in external:
             pytest.exit("KUBECONFIG must name one file for the conformance tests", returncode=2)
         path = Path(external).expanduser()
@@ -210,7 +214,7 @@ def cluster(tmp_path_factory) -> Cluster:
         yield Cluster(
             kubeconfig=str(path),
             server=entry["server"],
-            is_kedge=os.environ.get("KEDGE_CONFORMANCE_EXPECT_KEDGE") == "1",
+            is_kedge=expect_kedge(),
             workdir=workdir,
             suffix=suffix,
         )
@@ -224,6 +228,39 @@ def cluster(tmp_path_factory) -> Cluster:
         if proc.returncode not in (0, -15, 143):
             print(f"\nkedge exited with status {proc.returncode}; log: {cluster.log_path}",
                   file=sys.stderr)
+
+
+@pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
+def kubectl(request, cluster) -> Kubectl:
+    """One stock kubectl binary; each kubectl test module runs once per version."""
+    k = Kubectl(request.param, cluster.kubeconfig,
+                cluster.workdir / f"kubectl-cache-{request.param}")
+    if not k.available():
+        pytest.skip(f"!!! {k.binary} is missing: kubectl {request.param} NOT TESTED "
+                    "(scripts/setup.sh checks for the kubectl matrix)")
+    return k
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect, or mark as strict xfails, the vendored upstream tests that a
+    test module lists in UPSTREAM_DESELECT / UPSTREAM_XFAIL ("Class.method").
+    An xfail whose reason starts with "kedge:" applies only where kedge is
+    under test; "upstream:" ones (broken upstream tests) everywhere."""
+    kept, deselected = [], []
+    for item in items:
+        module = getattr(item, "module", None)
+        cls = getattr(item, "cls", None)
+        key = f"{cls.__name__}.{item.name}" if cls is not None else item.name
+        if key in getattr(module, "UPSTREAM_DESELECT", {}):
+            deselected.append(item)
+            continue
+        reason = getattr(module, "UPSTREAM_XFAIL", {}).get(key)
+        if reason and (not reason.startswith("kedge:") or expect_kedge()):
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_report_header(config):

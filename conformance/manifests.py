@@ -52,6 +52,29 @@ def pod_template(labels: dict, restart_policy: str = "Always") -> dict:
     return {"metadata": {"labels": dict(labels)}, "spec": pod_spec(restart_policy)}
 
 
+def configmap(ns, name, data=None, labels=None) -> dict:
+    meta = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+            "data": data if data is not None else {"a": "1"}}
+
+
+def deployment(ns, name, replicas: int = 1) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod_spec()}}}
+
+
+def pod(ns, name, labels=None) -> dict:
+    meta = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec()}
+
+
 def micro_time_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import os
 import queue
 import re
 import threading
@@ -17,21 +16,11 @@ import time
 import pytest
 import yaml
 
-from kubeutil import Kubectl, parse_table, write_yaml
-from manifests import KIND_CASES, Ctx, pod_spec
+from kubeutil import parse_table, write_yaml
+from manifests import KIND_CASES, Ctx, configmap, deployment, pod
 
-VERSIONS = os.environ.get("KEDGE_CONFORMANCE_KUBECTL", "1.27 1.33").split()
+# The `kubectl` fixture (one per kubectl version) is in conftest.py.
 KEDGE_SERVICE_CIDR = ipaddress.ip_network("10.43.0.0/16")
-
-
-@pytest.fixture(scope="module", params=VERSIONS)
-def kubectl(request, cluster) -> Kubectl:
-    k = Kubectl(request.param, cluster.kubeconfig,
-                cluster.workdir / f"kubectl-cache-{request.param}")
-    if not k.available():
-        pytest.skip(f"!!! {k.binary} is missing: kubectl {request.param} NOT TESTED "
-                    "(scripts/setup.sh checks for the kubectl matrix)")
-    return k
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +38,6 @@ def ns(kubectl, cluster):
 @pytest.fixture
 def ctx(kubectl, ns, cluster) -> Ctx:
     return Ctx(ns=ns, tag=kubectl.tag, suffix=cluster.suffix)
-
-
-def configmap(ns, name, data=None, labels=None) -> dict:
-    meta = {"name": name, "namespace": ns}
-    if labels:
-        meta["labels"] = labels
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-            "data": data if data is not None else {"a": "1"}}
-
-
-def deployment(ns, name) -> dict:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": pod_spec()}}}
-
-
-def pod(ns, name, labels=None) -> dict:
-    meta = {"name": name, "namespace": ns}
-    if labels:
-        meta["labels"] = labels
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec()}
 
 
 # ------------------------------------------------------------- discovery --

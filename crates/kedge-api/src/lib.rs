@@ -9,6 +9,7 @@
 
 pub mod crd_schema;
 pub mod events;
+pub mod fieldsv1;
 pub mod meta;
 pub mod names;
 pub mod patch_meta;
@@ -16,6 +17,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod selectors;
 pub mod smp;
+pub mod ssa;
 pub mod status;
 pub mod strategy;
 pub mod table;

@@ -35,7 +35,7 @@ async fn ensure(
     {
         return Ok(false);
     }
-    match create_object(srv, ri, ns, obj, false).await {
+    match create_object(srv, ri, ns, obj, false, None).await {
         Ok(Created::Stored(_)) | Ok(Created::DryRun(_)) => {
             tracing::info!(resource = ri.plural, name = %name, "created at bootstrap");
             Ok(true)

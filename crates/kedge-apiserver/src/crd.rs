@@ -44,6 +44,8 @@ pub struct CustomResource {
     pub ri: &'static ResourceInfo,
     /// The structural schema of this version (validated when the CRD was written).
     pub schema: Option<StructuralSchema>,
+    /// The version's `openAPIV3Schema` as written, for the OpenAPI documents.
+    pub raw_schema: Option<Value>,
     pub columns: Vec<PrinterColumn>,
     pub scale: Option<ScalePaths>,
     /// The CRD is being deleted: no new objects.
@@ -238,6 +240,7 @@ fn resources_of(crd: &Value) -> Vec<Arc<CustomResource>> {
             schema: v
                 .pointer("/schema/openAPIV3Schema")
                 .and_then(|s| StructuralSchema::from_json(s, "openAPIV3Schema").ok()),
+            raw_schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             columns,
             scale,
             terminating,

@@ -91,6 +91,18 @@ pub fn unknown_fields(
     obj: &mut Value,
     fv: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
+    unknown_and_duplicate(ri, cr, obj, Vec::new(), fv)
+}
+
+/// Unknown fields of `obj` and the duplicate fields already found in its
+/// body, reported together as upstream does.
+pub fn unknown_and_duplicate(
+    ri: &ResourceInfo,
+    cr: Option<&CustomResource>,
+    obj: &mut Value,
+    duplicates: Vec<String>,
+    fv: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
     let mut paths = Vec::new();
     match cr {
         Some(cr) => {
@@ -111,14 +123,12 @@ pub fn unknown_fields(
             }
         }
     }
-    report(
-        ri,
-        paths
-            .into_iter()
-            .map(|p| format!("unknown field \"{p}\""))
-            .collect(),
-        fv,
-    )
+    let mut problems: Vec<String> = paths
+        .into_iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    problems.extend(duplicates);
+    report(ri, problems, fv)
 }
 
 fn report(
@@ -140,16 +150,53 @@ fn report(
     Ok(problems)
 }
 
+/// Duplicate keys in a YAML body, as upstream's YAML decoder words them:
+/// `line 11: key "foo" already set in map` (the line of the second key).
+pub fn yaml_duplicate(body: &[u8]) -> Option<String> {
+    let e = serde_yaml::from_slice::<serde_yaml::Value>(body).err()?;
+    let msg = e.to_string();
+    let key = msg
+        .split("duplicate entry with key \"")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .to_string();
+    // The error's location is where the mapping starts: find the key's
+    // second occurrence at that indentation within the mapping.
+    let (start, column) = e.location().map(|l| (l.line(), l.column()))?;
+    let text = String::from_utf8_lossy(body);
+    let indent = column.saturating_sub(1);
+    let mut seen = 0;
+    let mut line = start;
+    for (i, l) in text.lines().enumerate().skip(start.saturating_sub(1)) {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let at = l.len() - trimmed.len();
+        if at < indent {
+            break;
+        }
+        if at == indent
+            && (trimmed.starts_with(&format!("{key}:"))
+                || trimmed.starts_with(&format!("\"{key}\":")))
+        {
+            seen += 1;
+            if seen == 2 {
+                line = i + 1;
+                break;
+            }
+        }
+    }
+    Some(format!("line {line}: key \"{key}\" already set in map"))
+}
+
 /// Duplicate keys in a JSON body (which the JSON decoder would silently
-/// collapse), as `duplicate field "a.b"` messages.
-pub fn duplicate_fields(
-    ri: &ResourceInfo,
-    body: &[u8],
-    is_json: bool,
-    fv: FieldValidation,
-) -> Result<Vec<String>, ApiError> {
+/// collapse), as `duplicate field "a.b"` messages, to pass on to
+/// [`unknown_and_duplicate`].
+pub fn duplicate_fields(body: &[u8], is_json: bool, fv: FieldValidation) -> Vec<String> {
     if !is_json || fv == FieldValidation::Ignore {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut found = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -160,14 +207,10 @@ pub fn duplicate_fields(
         depth: 0,
     }
     .deserialize(&mut de);
-    report(
-        ri,
-        found
-            .into_iter()
-            .map(|p| format!("duplicate field \"{p}\""))
-            .collect(),
-        fv,
-    )
+    found
+        .into_iter()
+        .map(|p| format!("duplicate field \"{p}\""))
+        .collect()
 }
 
 struct Walk<'a> {
@@ -287,9 +330,24 @@ mod tests {
     }
 
     #[test]
+    fn yaml_duplicates_name_the_second_line() {
+        let body = b"x: 1\nspec:\n  foo: 1\n  bar: 2\n  foo: 3\n";
+        assert_eq!(
+            yaml_duplicate(body).as_deref(),
+            Some("line 5: key \"foo\" already set in map")
+        );
+        assert_eq!(yaml_duplicate(b"a: 1\n"), None);
+        let body = b"\napiVersion: a/v1\nspec:\n  unknown: 1\n  foo: 1\n  foo: 2\n";
+        assert_eq!(
+            yaml_duplicate(body).as_deref(),
+            Some("line 6: key \"foo\" already set in map")
+        );
+    }
+
+    #[test]
     fn duplicates_found_with_paths() {
         let body = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"containers": [{"name": "c", "name": "d"}]}}"#;
-        let w = duplicate_fields(pods(), body, true, FieldValidation::Warn).expect("warn");
+        let w = duplicate_fields(body, true, FieldValidation::Warn);
         assert_eq!(
             w,
             vec![
@@ -297,6 +355,15 @@ mod tests {
                 "duplicate field \"spec.containers[0].name\""
             ]
         );
-        assert!(duplicate_fields(pods(), body, true, FieldValidation::Strict).is_err());
+        let mut obj: Value = serde_json::from_slice(body).expect("json");
+        obj["spec"]["bogus"] = serde_json::json!(1);
+        let e = unknown_and_duplicate(pods(), None, &mut obj, w, FieldValidation::Strict)
+            .expect_err("strict");
+        assert!(
+            e.message
+                .contains("unknown field \"spec.bogus\", duplicate field \"metadata.name\""),
+            "{}",
+            e.message
+        );
     }
 }

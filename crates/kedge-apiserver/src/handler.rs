@@ -23,6 +23,7 @@ use crate::path::ResourcePath;
 use crate::query::Query;
 use crate::server::{ApiServer, Body};
 use crate::watch;
+use kedge_api::ssa::{FieldManager, SchemaRef};
 
 /// A parsed resource request.
 pub(crate) struct Req {
@@ -626,26 +627,59 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
         return bind(srv, r, obj).await;
     }
     let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
-    let mut warnings = fieldvalidation::duplicate_fields(r.ri, body, is_json(&r.headers), fv)?;
+    let dups = fieldvalidation::duplicate_fields(body, is_json(&r.headers), fv);
     let mut obj = obj;
-    warnings.extend(fieldvalidation::unknown_fields(
-        r.ri,
-        r.cr.as_deref(),
-        &mut obj,
-        fv,
-    )?);
+    let warnings =
+        fieldvalidation::unknown_and_duplicate(r.ri, r.cr.as_deref(), &mut obj, dups, fv)?;
     let (ri, obj) = if r.ri.is_events_view() {
         check_kind(r.ri, &obj, r.ri.kind)?;
         (core_events()?, kedge_api::events::events_to_core(&obj))
     } else {
         (r.ri, obj)
     };
-    let stored = create_object(srv, ri, ns_of(r), obj, r.query.dry_run).await?;
+    let manager = manager_of(r);
+    let stored = create_object(srv, ri, ns_of(r), obj, r.query.dry_run, Some(&manager)).await?;
     let resp = match stored {
         Created::Stored(s) => respond_stored(r, StatusCode::CREATED, s)?,
         Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &view(r.ri, v)),
     };
     Ok(with_warnings(resp, &warnings))
+}
+
+/// The field manager of a write: `?fieldManager=` or the user agent.
+fn manager_of(r: &Req) -> String {
+    let ua = r
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    kedge_api::ssa::manager_or_user_agent(r.query.field_manager.as_deref(), ua)
+}
+
+/// The schema server-side apply and managedFields tracking use.
+fn ssa_schema<'a>(ri: &ResourceInfo, cr: Option<&'a CustomResource>) -> Option<SchemaRef<'a>> {
+    match cr {
+        Some(cr) => cr.raw_schema.as_ref().map(SchemaRef::crd),
+        None => SchemaRef::builtin(ri.group, ri.version, ri.kind),
+    }
+}
+
+/// A field manager for one write.
+fn field_manager<'a>(
+    ri: &ResourceInfo,
+    cr: Option<&'a CustomResource>,
+    manager: &'a str,
+    api_version: &'a str,
+    now: &'a str,
+    sub: Option<&'a str>,
+) -> FieldManager<'a, SchemaRef<'a>> {
+    let fm = FieldManager::new(manager, api_version, ri.kind, now, ssa_schema(ri, cr))
+        .with_subresource(sub);
+    if ri.has_status() {
+        fm
+    } else {
+        fm.with_reset_fields(&[])
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -679,6 +713,7 @@ pub(crate) async fn create_object(
     ns: Option<&str>,
     mut obj: Value,
     dry_run: bool,
+    manager: Option<&str>,
 ) -> Result<Created, ApiError> {
     check_kind(ri, &obj, ri.kind)?;
     set_gvk(ri, &mut obj);
@@ -771,6 +806,13 @@ pub(crate) async fn create_object(
     }
     if !causes.is_empty() {
         return Err(ApiError::invalid(ri.group, ri.kind, &name, causes));
+    }
+    if let Some(m) = manager {
+        let now = meta::now_rfc3339();
+        let api_version = ri.api_version();
+        let cr = srv.crds.of(ri);
+        let fm = field_manager(ri, cr.as_deref(), m, &api_version, &now, None);
+        fm.update(None, &mut obj);
     }
     let key = ri.key(ns, &name);
     if ri.group.is_empty() && ri.plural == "services" {
@@ -994,7 +1036,9 @@ where
     F: FnMut(Value) -> Result<Value, ApiError>,
 {
     let key = ri.key(ns, name);
-    for _ in 0..16 {
+    // Every lost race means another writer won: progress is guaranteed,
+    // so retry generously before answering 409.
+    for _ in 0..256 {
         let (cur, cur_v) = fetch(srv, ri, ns, name)?;
         let mut new = f(cur_v.clone())?;
         // The stored resourceVersion is the store's business.
@@ -1044,6 +1088,7 @@ fn apply_update(
     url_name: &str,
     mut new: Value,
     cur: &Value,
+    manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     let body_name = meta::name(&new).to_string();
     if !body_name.is_empty() && body_name != url_name {
@@ -1136,11 +1181,18 @@ fn apply_update(
     if !causes.is_empty() {
         return Err(ApiError::invalid(ri.group, ri.kind, url_name, causes));
     }
+    if let Some(m) = manager {
+        let now = meta::now_rfc3339();
+        let api_version = ri.api_version();
+        let sub = sub.filter(|s| *s == "status");
+        field_manager(ri, cr, m, &api_version, &now, sub).update(Some(cur), &mut new);
+    }
     Ok(new)
 }
 
 async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Body>, ApiError> {
     let body = negotiate::decode_body(&r.headers, raw_body)?;
+    let manager = manager_of(r);
     let cr = r.cr.clone();
     let name = name_of(r).to_string();
     let ns = r.ns.clone();
@@ -1150,8 +1202,17 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
         check_kind(ri, &json!({"apiVersion": ri.api_version()}), ri.kind)?;
         let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64);
         let rv = meta::resource_version(&body).map(str::to_string);
-        let stored =
-            scale_update(srv, ri, ns.as_deref(), &name, replicas, rv, r.query.dry_run).await?;
+        let stored = scale_update(
+            srv,
+            ri,
+            ns.as_deref(),
+            &name,
+            replicas,
+            rv,
+            r.query.dry_run,
+            &manager_of(r),
+        )
+        .await?;
         return Ok(negotiate::respond(
             StatusCode::OK,
             r.out,
@@ -1165,16 +1226,13 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
     };
     check_kind(ri, &body, expected_kind)?;
     let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
-    let mut warnings = fieldvalidation::duplicate_fields(ri, raw_body, is_json(&r.headers), fv)?;
+    let dups = fieldvalidation::duplicate_fields(raw_body, is_json(&r.headers), fv);
     let mut body = body;
-    if sub.is_none() {
-        warnings.extend(fieldvalidation::unknown_fields(
-            ri,
-            cr.as_deref(),
-            &mut body,
-            fv,
-        )?);
-    }
+    let warnings = if sub.is_none() {
+        fieldvalidation::unknown_and_duplicate(ri, cr.as_deref(), &mut body, dups, fv)?
+    } else {
+        Vec::new()
+    };
     let (ri, body) = if ri.is_events_view() {
         (core_events()?, kedge_api::events::events_to_core(&body))
     } else {
@@ -1190,6 +1248,7 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
             &name,
             body,
             &cur,
+            Some(&manager),
         )?;
         return Ok(negotiate::respond(StatusCode::OK, r.out, &view(r.ri, new)));
     }
@@ -1202,6 +1261,7 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
             &name,
             body.clone(),
             &cur,
+            Some(&manager),
         )
     })
     .await?;
@@ -1211,6 +1271,7 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn scale_update(
     srv: &ApiServer,
     ri: &'static ResourceInfo,
@@ -1219,6 +1280,7 @@ async fn scale_update(
     replicas: Option<i64>,
     rv: Option<String>,
     dry_run: bool,
+    manager: &str,
 ) -> Result<Value, ApiError> {
     let Some(n) = replicas else {
         return Err(ApiError::invalid(
@@ -1251,6 +1313,19 @@ async fn scale_update(
         let old = cur.clone();
         set_pointer(&mut cur, &spec_path, json!(n));
         strategy::prepare_for_update(ri, &mut cur, &old);
+        // The scaler owns the replicas field, recorded against the scale
+        // subresource as upstream does.
+        let now = meta::now_rfc3339();
+        let api_version = ri.api_version();
+        field_manager(
+            ri,
+            cr.as_deref(),
+            manager,
+            &api_version,
+            &now,
+            Some("scale"),
+        )
+        .update(Some(&old), &mut cur);
         Ok(cur)
     };
     if dry_run {
@@ -1486,7 +1561,172 @@ fn apply_patch(
     }
 }
 
+/// Server-side apply: PATCH with `application/apply-patch+yaml`.
+async fn server_side_apply(
+    srv: &ApiServer,
+    r: &Req,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let ri = r.ri;
+    let sub = match r.sub.as_deref() {
+        None => None,
+        Some("status") => Some("status"),
+        Some(_) => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+            ))
+        }
+    };
+    if ri.is_events_view() {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "server-side apply of events.k8s.io Events is not supported: apply the core/v1 Event",
+        ));
+    }
+    let manager = r
+        .query
+        .field_manager
+        .clone()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![Cause::required_msg(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
+            )
+        })?;
+    let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
+    let mut warnings = Vec::new();
+    if fv != FieldValidation::Ignore {
+        if let Some(dup) = fieldvalidation::yaml_duplicate(body) {
+            if fv == FieldValidation::Strict {
+                return Err(ApiError::bad_request(format!(
+                    "error converting YAML to JSON: yaml: unmarshal errors:\n  {dup}"
+                )));
+            }
+            warnings.push(dup);
+        }
+    }
+    let mut applied: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the applied configuration must be an object",
+        ));
+    }
+    let name = name_of(r).to_string();
+    let body_name = meta::name(&applied).to_string();
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    // Unknown fields of an applied configuration are worded as upstream's
+    // typed-patch conversion words them.
+    let original = applied.clone();
+    match fieldvalidation::unknown_fields(ri, r.cr.as_deref(), &mut applied, fv) {
+        Ok(w) => warnings.extend(w),
+        Err(_) => {
+            let mut probe = original;
+            let paths = fieldvalidation::unknown_fields(
+                ri,
+                r.cr.as_deref(),
+                &mut probe,
+                FieldValidation::Warn,
+            )?;
+            let errors: Vec<String> = paths
+                .iter()
+                .filter_map(|p| p.split('"').nth(1))
+                .map(|p| format!(".{p}: field not declared in schema"))
+                .collect();
+            let detail = match errors.as_slice() {
+                [one] => one.clone(),
+                many => format!("errors:\n  {}", many.join("\n  ")),
+            };
+            let gvk = if ri.group.is_empty() {
+                format!("/{}, Kind={}", ri.version, ri.kind)
+            } else {
+                format!("{}/{}, Kind={}", ri.group, ri.version, ri.kind)
+            };
+            return Err(ApiError::bad_request(format!(
+                "failed to create typed patch object ({gvk}): {detail}"
+            )));
+        }
+    }
+    let ns = r.ns.clone();
+    let cr = r.cr.clone();
+    let now = meta::now_rfc3339();
+    let api_version = ri.api_version();
+    let force = r.query.force;
+    match fetch(srv, ri, ns.as_deref(), &name) {
+        Err(e) if e.code == 404 && sub.is_none() => {
+            let fm = field_manager(ri, cr.as_deref(), &manager, &api_version, &now, None);
+            let merged = fm.apply(None, &applied, force)?;
+            let created =
+                create_object(srv, ri, ns.as_deref(), merged, r.query.dry_run, None).await?;
+            let resp = match created {
+                Created::Stored(s) => respond_stored(r, StatusCode::CREATED, s)?,
+                Created::DryRun(v) => negotiate::respond(StatusCode::CREATED, r.out, &v),
+            };
+            return Ok(with_warnings(resp, &warnings));
+        }
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let f = |cur: Value| {
+        let fm = field_manager(ri, cr.as_deref(), &manager, &api_version, &now, sub);
+        let merged = fm.apply(Some(&cur), &applied, force)?;
+        apply_update(
+            ri,
+            cr.as_deref(),
+            sub,
+            ns.as_deref(),
+            &name,
+            merged,
+            &cur,
+            None,
+        )
+    };
+    if r.query.dry_run {
+        let (_, cur) = fetch(srv, ri, ns.as_deref(), &name)?;
+        return Ok(negotiate::respond(StatusCode::OK, r.out, &f(cur)?));
+    }
+    let stored = guaranteed_update(srv, ri, ns.as_deref(), &name, f).await?;
+    Ok(with_warnings(
+        respond_stored(r, StatusCode::OK, stored)?,
+        &warnings,
+    ))
+}
+
 async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let is_apply = r
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';').next().unwrap_or("").trim() == "application/apply-patch+yaml"
+        });
+    if is_apply {
+        return server_side_apply(srv, r, body).await;
+    }
+    if r.query.force {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![Cause::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
+    }
     let name = name_of(r).to_string();
     let ns = r.ns.clone();
     let ri = r.ri;
@@ -1505,8 +1745,17 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
         let rv = meta::resource_version(&patched)
             .filter(|rv| Some(*rv) != meta::resource_version(&scale))
             .map(str::to_string);
-        let stored =
-            scale_update(srv, ri, ns.as_deref(), &name, replicas, rv, r.query.dry_run).await?;
+        let stored = scale_update(
+            srv,
+            ri,
+            ns.as_deref(),
+            &name,
+            replicas,
+            rv,
+            r.query.dry_run,
+            &manager_of(r),
+        )
+        .await?;
         return Ok(negotiate::respond(
             StatusCode::OK,
             r.out,
@@ -1517,6 +1766,7 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     let body = body.to_vec();
     let shown_ri = ri;
     let cr = r.cr.clone();
+    let manager = manager_of(r);
     let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
     let warnings = std::sync::Mutex::new(Vec::new());
     let custom = r.cr.is_some();
@@ -1558,6 +1808,7 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
             &name,
             patched,
             &cur,
+            Some(&manager),
         )
     };
     if r.query.dry_run {

@@ -319,9 +319,24 @@ async fn reconcile_object(srv: &ApiServer, index: &Index, uid: &str) -> Result<(
             if dn.owners.iter().any(|(o, block)| o == uid && *block) {
                 blocking += 1;
             }
-            if let Some((dri, dns, dname)) = resource_of_key(srv, &dn.key) {
+            let Some((dri, dns, dname)) = resource_of_key(srv, &dn.key) else {
+                continue;
+            };
+            // A dependent that still has another live owner only loses its
+            // reference to this one.
+            let other_owner = dn
+                .owners
+                .iter()
+                .any(|(o, _)| o != uid && index.nodes.contains_key(o));
+            if other_owner {
+                let gone = only_me.clone();
+                let _ = guaranteed_update(srv, dri, dns.as_deref(), &dname, move |o| {
+                    drop_owner_refs(o, &gone)
+                })
+                .await;
+            } else {
                 let opts = DeleteOptions {
-                    propagation: Some("Foreground".into()),
+                    propagation: Some("Background".into()),
                     ..Default::default()
                 };
                 let _ = delete_object(srv, dri, dns.as_deref(), &dname, &opts).await;
@@ -558,7 +573,7 @@ async fn ensure_namespace_defaults(srv: &ApiServer, ns: &str) -> Result<(), ApiE
             .is_none()
         {
             let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-            match create_object(srv, sa, Some(ns), obj, false).await {
+            match create_object(srv, sa, Some(ns), obj, false, None).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -580,7 +595,7 @@ async fn ensure_namespace_defaults(srv: &ApiServer, ns: &str) -> Result<(), ApiE
                 let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": "kube-root-ca.crt", "namespace": ns, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
                     "data": want});
-                match create_object(srv, cm, Some(ns), obj, false).await {
+                match create_object(srv, cm, Some(ns), obj, false, None).await {
                     Ok(_) => {}
                     Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
                     Err(e) => return Err(e),

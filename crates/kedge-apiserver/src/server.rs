@@ -245,7 +245,7 @@ async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
     if !matches!(route, Route::Resource(_)) && req.method() != Method::GET {
         return negotiate::error_response(&ApiError::method_not_allowed());
     }
-    if let Some(r) = crate::openapi::handle(&path, req.uri().query(), req.headers()) {
+    if let Some(r) = crate::openapi::handle(&path, req.uri().query(), req.headers(), &srv.crds) {
         return r;
     }
     match route {
