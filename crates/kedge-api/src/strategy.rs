@@ -47,6 +47,7 @@ pub fn prepare_for_create(ri: &ResourceInfo, obj: &mut Value) {
         meta::metadata_mut(obj).insert("generation".into(), json!(1));
     }
     let Some(o) = obj.as_object_mut() else { return };
+    default_other(ri, o);
     match (ri.group, ri.plural) {
         ("", "namespaces") => {
             let spec = child(o, "spec");
@@ -144,7 +145,7 @@ pub fn prepare_for_update(ri: &ResourceInfo, new: &mut Value, old: &Value) {
             }
             ("", "services") => default_service_spec(child(o, "spec")),
             ("", "pods") => default_pod_spec(child(o, "spec")),
-            _ => {}
+            _ => default_other(ri, o),
         }
     }
     if ri.plural == "secrets" && ri.group.is_empty() {
@@ -215,6 +216,82 @@ fn child<'a>(o: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Va
 fn set_default(o: &mut Map<String, Value>, key: &str, v: Value) {
     if !o.contains_key(key) {
         o.insert(key.into(), v);
+    }
+}
+
+/// Upstream's `SetDefaults_*` for the remaining built-in kinds with defaults.
+fn default_other(ri: &ResourceInfo, o: &mut Map<String, Value>) {
+    match (ri.group, ri.plural) {
+        ("", "persistentvolumes") => {
+            let spec = child(o, "spec");
+            set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            set_default(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("", "persistentvolumeclaims") => {
+            set_default(child(o, "spec"), "volumeMode", json!("Filesystem"));
+        }
+        ("", "endpoints") => {
+            if let Some(Value::Array(subsets)) = o.get_mut("subsets") {
+                for ss in subsets.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(Value::Array(ports)) = ss.get_mut("ports") {
+                        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                            set_default(p, "protocol", json!("TCP"));
+                        }
+                    }
+                }
+            }
+        }
+        ("discovery.k8s.io", "endpointslices") => {
+            if let Some(Value::Array(ports)) = o.get_mut("ports") {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    set_default(p, "protocol", json!("TCP"));
+                    set_default(p, "name", json!(""));
+                }
+            }
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            set_default(o, "reclaimPolicy", json!("Delete"));
+            set_default(o, "volumeBindingMode", json!("Immediate"));
+        }
+        ("storage.k8s.io", "csidrivers") => {
+            let spec = child(o, "spec");
+            set_default(spec, "attachRequired", json!(true));
+            set_default(spec, "podInfoOnMount", json!(false));
+            set_default(spec, "storageCapacity", json!(false));
+            set_default(spec, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+            set_default(spec, "volumeLifecycleModes", json!(["Persistent"]));
+            set_default(spec, "requiresRepublish", json!(false));
+            set_default(spec, "seLinuxMount", json!(false));
+        }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            set_default(o, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
+        ("networking.k8s.io", "networkpolicies") => {
+            let spec = child(o, "spec");
+            if !spec.contains_key("policyTypes") {
+                let mut types = vec![json!("Ingress")];
+                if spec
+                    .get("egress")
+                    .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+                {
+                    types.push(json!("Egress"));
+                }
+                spec.insert("policyTypes".into(), Value::Array(types));
+            }
+        }
+        ("networking.k8s.io", "ingresses") => {
+            let rules = o
+                .get_mut("spec")
+                .and_then(|s| s.get_mut("rules"))
+                .and_then(Value::as_array_mut);
+            for r in rules.into_iter().flatten() {
+                let paths = r.pointer_mut("/http/paths").and_then(Value::as_array_mut);
+                for p in paths.into_iter().flatten().filter_map(Value::as_object_mut) {
+                    set_default(p, "pathType", json!("ImplementationSpecific"));
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1325,6 +1402,20 @@ mod tests {
             validate_update(ri("", "pods"), &p_new, &p_old)[0].field,
             "spec"
         );
+    }
+
+    #[test]
+    fn other_kinds_defaults() {
+        let mut pv = json!({"metadata": {"name": "p"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}});
+        prepare_for_create(ri("", "persistentvolumes"), &mut pv);
+        assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+        let mut sc = json!({"metadata": {"name": "s"}, "provisioner": "x"});
+        prepare_for_create(ri("storage.k8s.io", "storageclasses"), &mut sc);
+        assert_eq!(sc["volumeBindingMode"], "Immediate");
+        let mut np =
+            json!({"metadata": {"name": "n"}, "spec": {"podSelector": {}, "egress": [{}]}});
+        prepare_for_create(ri("networking.k8s.io", "networkpolicies"), &mut np);
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     }
 
     #[test]
