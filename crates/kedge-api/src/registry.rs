@@ -86,6 +86,15 @@ impl ResourceInfo {
         self.group == "events.k8s.io" && self.plural == "events"
     }
 
+    /// `autoscaling/v1` HorizontalPodAutoscalers: a view of the stored
+    /// `autoscaling/v2` objects (same key prefix), converted on the way in
+    /// and out by [`crate::hpa`].
+    pub fn is_hpa_v1_view(&self) -> bool {
+        self.group == "autoscaling"
+            && self.version == "v1"
+            && self.plural == "horizontalpodautoscalers"
+    }
+
     /// Key prefix for listing in one namespace (or all, if `ns` is None).
     pub fn list_prefix(&self, ns: Option<&str>) -> String {
         match (self.namespaced, ns) {
@@ -151,6 +160,7 @@ const fn ver(mut ri: ResourceInfo, version: &'static str) -> ResourceInfo {
 }
 
 const ALL: &[&str] = &["all"];
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
 const STATUS: &[&str] = &["status"];
 const STATUS_SCALE: &[&str] = &["status", "scale"];
 
@@ -314,6 +324,46 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ),
         ALL,
     )),
+    // autoscaling/v2 and autoscaling/v1: one storage (the v2 form, key
+    // `/autoscaling/horizontalpodautoscalers/`); v1 is a converted view
+    // (`is_hpa_v1_view`, `crate::hpa`). v2 comes first so that code finding
+    // "the" resource of a storage key (garbage collection) gets the storage
+    // version.
+    cats(
+        short(
+            subs(
+                ver(
+                    r(
+                        "autoscaling",
+                        "HorizontalPodAutoscaler",
+                        "horizontalpodautoscalers",
+                        "horizontalpodautoscaler",
+                        true,
+                    ),
+                    "v2",
+                ),
+                STATUS,
+            ),
+            &["hpa"],
+        ),
+        ALL,
+    ),
+    cats(
+        short(
+            subs(
+                r(
+                    "autoscaling",
+                    "HorizontalPodAutoscaler",
+                    "horizontalpodautoscalers",
+                    "horizontalpodautoscaler",
+                    true,
+                ),
+                STATUS,
+            ),
+            &["hpa"],
+        ),
+        ALL,
+    ),
     // coordination.k8s.io/v1
     r("coordination.k8s.io", "Lease", "leases", "lease", true),
     // discovery.k8s.io/v1
@@ -440,6 +490,113 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "csidriver",
         false,
     ),
+    // Stored only: kedge runs no attach/detach controller or CSI external
+    // components that would act on these.
+    r("storage.k8s.io", "CSINode", "csinodes", "csinode", false),
+    r(
+        "storage.k8s.io",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        "csistoragecapacity",
+        true,
+    ),
+    subs(
+        r(
+            "storage.k8s.io",
+            "VolumeAttachment",
+            "volumeattachments",
+            "volumeattachment",
+            false,
+        ),
+        STATUS,
+    ),
+    // admissionregistration.k8s.io/v1: stored and validated only. Admission
+    // webhooks are not called and admission policies are not evaluated yet:
+    // creating these changes no request's outcome.
+    gen(cats(
+        r(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            "mutatingwebhookconfiguration",
+            false,
+        ),
+        API_EXTENSIONS,
+    )),
+    gen(cats(
+        r(
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            "validatingwebhookconfiguration",
+            false,
+        ),
+        API_EXTENSIONS,
+    )),
+    gen(cats(
+        subs(
+            r(
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicy",
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicy",
+                false,
+            ),
+            STATUS,
+        ),
+        API_EXTENSIONS,
+    )),
+    gen(cats(
+        r(
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            "validatingadmissionpolicybinding",
+            false,
+        ),
+        API_EXTENSIONS,
+    )),
+    // apiregistration.k8s.io/v1: stored only. There is no API aggregation:
+    // an APIService does not make kedge proxy its group-version.
+    names(
+        cats(
+            subs(
+                r(
+                    "apiregistration.k8s.io",
+                    "APIService",
+                    "apiservices",
+                    "apiservice",
+                    false,
+                ),
+                STATUS,
+            ),
+            API_EXTENSIONS,
+        ),
+        NameRule::PathSegment,
+    ),
+    // flowcontrol.apiserver.k8s.io/v1: stored only. kedge has no API
+    // priority and fairness: these configure nothing, and the mandatory and
+    // suggested objects upstream maintains are not created.
+    gen(subs(
+        r(
+            "flowcontrol.apiserver.k8s.io",
+            "FlowSchema",
+            "flowschemas",
+            "flowschema",
+            false,
+        ),
+        STATUS,
+    )),
+    gen(subs(
+        r(
+            "flowcontrol.apiserver.k8s.io",
+            "PriorityLevelConfiguration",
+            "prioritylevelconfigurations",
+            "prioritylevelconfiguration",
+            false,
+        ),
+        STATUS,
+    )),
     // certificates.k8s.io/v1
     short(
         subs(
@@ -626,5 +783,26 @@ mod tests {
             }
         }
         assert!(groups().contains(&"apiextensions.k8s.io"));
+    }
+
+    #[test]
+    fn hpa_versions_share_one_storage() {
+        let v2 = lookup("autoscaling", "v2", "horizontalpodautoscalers").expect("v2 served");
+        let v1 = lookup("autoscaling", "v1", "horizontalpodautoscalers").expect("v1 served");
+        assert_eq!(v1.key(Some("d"), "h"), v2.key(Some("d"), "h"));
+        assert_eq!(v2.key_prefix(), "/autoscaling/horizontalpodautoscalers/");
+        assert!(v1.is_hpa_v1_view() && !v2.is_hpa_v1_view());
+        assert!(!v1.is_events_view());
+        // The storage version is the first row of its storage prefix.
+        let first = RESOURCES
+            .iter()
+            .find(|r| r.group == "autoscaling" && r.plural == "horizontalpodautoscalers")
+            .expect("hpa served");
+        assert_eq!(first.version, "v2");
+        let apis = lookup("apiregistration.k8s.io", "v1", "apiservices").expect("apiservices");
+        assert_eq!(apis.name_rule, NameRule::PathSegment);
+        assert!(!lookup("storage.k8s.io", "v1", "csistoragecapacities")
+            .expect("csistoragecapacities")
+            .has_status());
     }
 }

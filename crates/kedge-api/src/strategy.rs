@@ -90,6 +90,12 @@ pub fn prepare_for_create(ri: &ResourceInfo, obj: &mut Value) {
                 if ri.group == "apiextensions.k8s.io" || ri.group == "certificates.k8s.io" {
                     o.insert("status".into(), json!({}));
                 }
+                if let Some(s) = initial_status(ri, o) {
+                    o.insert("status".into(), s);
+                }
+            }
+            if ri.group == "autoscaling" {
+                drop_hpa_tolerance(o, None);
             }
         }
     }
@@ -146,6 +152,11 @@ pub fn prepare_for_update(ri: &ResourceInfo, new: &mut Value, old: &Value) {
             ("", "services") => default_service_spec(child(o, "spec")),
             ("", "pods") => default_pod_spec(child(o, "spec")),
             _ => default_other(ri, o),
+        }
+    }
+    if ri.group == "autoscaling" {
+        if let Some(o) = new.as_object_mut() {
+            drop_hpa_tolerance(o, Some(old));
         }
     }
     if ri.plural == "secrets" && ri.group.is_empty() {
@@ -291,6 +302,18 @@ fn default_other(ri: &ResourceInfo, o: &mut Map<String, Value>) {
                 }
             }
         }
+        ("autoscaling", "horizontalpodautoscalers") => default_hpa(o),
+        ("admissionregistration.k8s.io", _) => default_admission(ri.plural, o),
+        ("apiregistration.k8s.io", "apiservices") => {
+            if let Some(svc) = o
+                .get_mut("spec")
+                .and_then(|s| s.get_mut("service"))
+                .and_then(Value::as_object_mut)
+            {
+                set_default(svc, "port", json!(443));
+            }
+        }
+        ("flowcontrol.apiserver.k8s.io", _) => default_flowcontrol(ri.plural, o),
         _ => {}
     }
 }
@@ -665,6 +688,13 @@ pub fn validate(ri: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => validate_crd(obj, &mut c),
+        ("autoscaling", "horizontalpodautoscalers") => validate_hpa(obj, &mut c),
+        ("admissionregistration.k8s.io", _) => validate_admission(ri.plural, obj, &mut c),
+        ("apiregistration.k8s.io", "apiservices") => validate_api_service(obj, &mut c),
+        ("storage.k8s.io", "csinodes" | "volumeattachments" | "csistoragecapacities") => {
+            validate_storage_attachment(ri.plural, obj, &mut c)
+        }
+        ("flowcontrol.apiserver.k8s.io", _) => validate_flowcontrol(ri.plural, obj, &mut c),
         _ => {}
     }
     c
@@ -804,6 +834,11 @@ pub fn validate_update(ri: &ResourceInfo, new: &Value, old: &Value) -> Vec<Cause
             immutable(&mut c, "spec.scope");
             immutable(&mut c, "spec.group");
             immutable(&mut c, "spec.names.plural");
+        }
+        ("storage.k8s.io", "volumeattachments") => immutable(&mut c, "spec"),
+        ("storage.k8s.io", "csistoragecapacities") => {
+            immutable(&mut c, "nodeTopology");
+            immutable(&mut c, "storageClassName");
         }
         _ => {}
     }
@@ -1246,6 +1281,1065 @@ fn validate_crd(obj: &Value, c: &mut Vec<Cause>) {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Kinds stored for API completeness: autoscaling, admission registration,
+// API registration, CSI storage objects and API priority and fairness.
+// kedge does not act on them (no HPA controller, no admission webhooks or
+// policies, no aggregation, no CSI attach, no priority and fairness); the
+// defaults and checks below are upstream's, so that objects read back as
+// they would from kube-apiserver. CEL expressions, label selectors and
+// quantities inside them are not checked.
+
+/// The status a new object starts with (upstream resets status on create and
+/// its zero value marshals as below).
+fn initial_status(ri: &ResourceInfo, o: &Map<String, Value>) -> Option<Value> {
+    match (ri.group, ri.plural) {
+        ("autoscaling", _) => Some(json!({"desiredReplicas": 0, "currentMetrics": null})),
+        ("storage.k8s.io", "volumeattachments") => Some(json!({"attached": false})),
+        ("apiregistration.k8s.io", _) => {
+            // Local APIServices (no spec.service) are available at once.
+            let local = o
+                .get("spec")
+                .and_then(|s| s.get("service"))
+                .is_none_or(Value::is_null);
+            if !local {
+                return Some(json!({}));
+            }
+            Some(
+                json!({"conditions": [{"type": "Available", "status": "True",
+                "lastTransitionTime": meta::now_rfc3339(), "reason": "Local",
+                "message": "Local APIServices are always available"}]}),
+            )
+        }
+        ("admissionregistration.k8s.io", _) | ("flowcontrol.apiserver.k8s.io", _) => {
+            Some(json!({}))
+        }
+        _ => None,
+    }
+}
+
+/// `behavior.*.tolerance` needs the alpha HPAConfigurableTolerance gate
+/// (off in 1.33): dropped unless the old object already uses it.
+fn drop_hpa_tolerance(o: &mut Map<String, Value>, old: Option<&Value>) {
+    let uses = |v: &Value| {
+        ["scaleUp", "scaleDown"].iter().any(|r| {
+            v.pointer(&format!("/spec/behavior/{r}/tolerance"))
+                .is_some()
+        })
+    };
+    if old.is_some_and(uses) {
+        return;
+    }
+    let Some(b) = o.get_mut("spec").and_then(|s| s.get_mut("behavior")) else {
+        return;
+    };
+    for r in ["scaleUp", "scaleDown"] {
+        if let Some(rules) = b.get_mut(r).and_then(Value::as_object_mut) {
+            rules.remove("tolerance");
+        }
+    }
+}
+
+/// `SetDefaults_HorizontalPodAutoscaler` (autoscaling/v2).
+fn default_hpa(o: &mut Map<String, Value>) {
+    let spec = child(o, "spec");
+    set_default(spec, "minReplicas", json!(1));
+    if spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        spec.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+    if let Some(b) = spec.get_mut("behavior").and_then(Value::as_object_mut) {
+        let up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+        // No default scale-down window: the controller's flag decides.
+        let down = json!({"selectPolicy": "Max", "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+        for (key, defaults) in [("scaleUp", up), ("scaleDown", down)] {
+            let rules = child(b, key);
+            if let Value::Object(d) = defaults {
+                for (k, v) in d {
+                    if rules.get(&k).is_none_or(Value::is_null) {
+                        rules.insert(k, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `SetDefaults_Rule`: a rule (its fields are inline) matches all scopes.
+fn default_rules(list: Option<&mut Value>) {
+    for r in list
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+    {
+        set_default(r, "scope", json!("*"));
+    }
+}
+
+/// `SetDefaults_MatchResources`.
+fn default_match_resources(m: &mut Map<String, Value>) {
+    set_default(m, "matchPolicy", json!("Equivalent"));
+    set_default(m, "namespaceSelector", json!({}));
+    set_default(m, "objectSelector", json!({}));
+    default_rules(m.get_mut("resourceRules"));
+    default_rules(m.get_mut("excludeResourceRules"));
+}
+
+/// admissionregistration.k8s.io/v1 defaults.
+fn default_admission(plural: &str, o: &mut Map<String, Value>) {
+    match plural {
+        "mutatingwebhookconfigurations" | "validatingwebhookconfigurations" => {
+            let hooks = o.get_mut("webhooks").and_then(Value::as_array_mut);
+            for h in hooks.into_iter().flatten().filter_map(Value::as_object_mut) {
+                set_default(h, "failurePolicy", json!("Fail"));
+                set_default(h, "matchPolicy", json!("Equivalent"));
+                set_default(h, "namespaceSelector", json!({}));
+                set_default(h, "objectSelector", json!({}));
+                set_default(h, "timeoutSeconds", json!(10));
+                if plural == "mutatingwebhookconfigurations" {
+                    set_default(h, "reinvocationPolicy", json!("Never"));
+                }
+                default_rules(h.get_mut("rules"));
+                if let Some(svc) = h
+                    .get_mut("clientConfig")
+                    .and_then(|c| c.get_mut("service"))
+                    .and_then(Value::as_object_mut)
+                {
+                    set_default(svc, "port", json!(443));
+                }
+            }
+        }
+        "validatingadmissionpolicies" => {
+            let spec = child(o, "spec");
+            set_default(spec, "failurePolicy", json!("Fail"));
+            if let Some(m) = spec
+                .get_mut("matchConstraints")
+                .and_then(Value::as_object_mut)
+            {
+                default_match_resources(m);
+            }
+        }
+        "validatingadmissionpolicybindings" => {
+            if let Some(m) = o
+                .get_mut("spec")
+                .and_then(|s| s.get_mut("matchResources"))
+                .and_then(Value::as_object_mut)
+            {
+                default_match_resources(m);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// flowcontrol.apiserver.k8s.io/v1 defaults.
+fn default_flowcontrol(plural: &str, o: &mut Map<String, Value>) {
+    let spec = child(o, "spec");
+    if plural == "flowschemas" {
+        if spec
+            .get("matchingPrecedence")
+            .is_none_or(|p| p.is_null() || p.as_i64() == Some(0))
+        {
+            spec.insert("matchingPrecedence".into(), json!(1000));
+        }
+        return;
+    }
+    if let Some(e) = spec.get_mut("exempt").and_then(Value::as_object_mut) {
+        set_default(e, "nominalConcurrencyShares", json!(0));
+        set_default(e, "lendablePercent", json!(0));
+    }
+    if let Some(l) = spec.get_mut("limited").and_then(Value::as_object_mut) {
+        set_default(l, "nominalConcurrencyShares", json!(30));
+        set_default(l, "lendablePercent", json!(0));
+        if let Some(q) = l
+            .get_mut("limitResponse")
+            .and_then(|r| r.get_mut("queuing"))
+            .and_then(Value::as_object_mut)
+        {
+            for (k, d) in [("handSize", 8), ("queues", 64), ("queueLengthLimit", 50)] {
+                if q.get(k)
+                    .is_none_or(|v| v.is_null() || v.as_i64() == Some(0))
+                {
+                    q.insert(k.into(), json!(d));
+                }
+            }
+        }
+    }
+}
+
+/// A string field, or "" when absent or not a string.
+fn str_field<'a>(v: Option<&'a Value>, key: &str) -> &'a str {
+    v.and_then(|v| v.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn int_field(v: Option<&Value>, key: &str) -> Option<i64> {
+    v.and_then(|v| v.get(key)).and_then(Value::as_i64)
+}
+
+fn array_field<'a>(v: Option<&'a Value>, key: &str) -> &'a [Value] {
+    v.and_then(|v| v.get(key))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// A required name-like string, validated by `rule` when present.
+fn required_name(
+    v: Option<&Value>,
+    key: &str,
+    path: &str,
+    detail: &str,
+    rule: fn(&str) -> Vec<String>,
+    c: &mut Vec<Cause>,
+) {
+    let s = str_field(v, key);
+    if s.is_empty() {
+        c.push(Cause::required_msg(path, detail));
+        return;
+    }
+    for e in rule(s) {
+        c.push(Cause::invalid(path, &json!(s), &e));
+    }
+}
+
+fn no_check(_: &str) -> Vec<String> {
+    Vec::new()
+}
+
+/// `ValidateHorizontalPodAutoscaler` (spec and status), without the
+/// quantity sign checks and the scale target's apiVersion check.
+fn validate_hpa(obj: &Value, c: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    let min = int_field(spec, "minReplicas");
+    let max = int_field(spec, "maxReplicas").unwrap_or(0);
+    if let Some(m) = min.filter(|m| *m < 1) {
+        c.push(Cause::invalid(
+            "spec.minReplicas",
+            &json!(m),
+            "must be greater than or equal to 1",
+        ));
+    }
+    if max < 1 {
+        c.push(Cause::invalid(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than 0",
+        ));
+    }
+    if min.is_some_and(|m| max < m) {
+        c.push(Cause::invalid(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than or equal to `minReplicas`",
+        ));
+    }
+    let target = spec.and_then(|s| s.get("scaleTargetRef"));
+    hpa_object_ref(target, "spec.scaleTargetRef", c);
+    for (i, m) in array_field(spec, "metrics").iter().enumerate() {
+        validate_hpa_metric(m, &format!("spec.metrics[{i}]"), c);
+    }
+    if let Some(b) = spec
+        .and_then(|s| s.get("behavior"))
+        .filter(|b| !b.is_null())
+    {
+        for r in ["scaleUp", "scaleDown"] {
+            if let Some(rules) = b.get(r).filter(|v| !v.is_null()) {
+                validate_hpa_rules(rules, &format!("spec.behavior.{r}"), c);
+            }
+        }
+    }
+    let status = obj.get("status");
+    for f in ["currentReplicas", "desiredReplicas"] {
+        if let Some(n) = int_field(status, f).filter(|n| *n < 0) {
+            c.push(Cause::invalid(
+                &format!("status.{f}"),
+                &json!(n),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+}
+
+fn hpa_object_ref(r: Option<&Value>, path: &str, c: &mut Vec<Cause>) {
+    for f in ["kind", "name"] {
+        let p = format!("{path}.{f}");
+        required_name(r, f, &p, "", names::is_path_segment_name, c);
+    }
+}
+
+fn validate_hpa_metric(m: &Value, path: &str, c: &mut Vec<Cause>) {
+    const TYPES: [&str; 5] = [
+        "ContainerResource",
+        "External",
+        "Object",
+        "Pods",
+        "Resource",
+    ];
+    let t = str_field(Some(m), "type");
+    if t.is_empty() {
+        c.push(Cause::required_msg(
+            &format!("{path}.type"),
+            "must specify a metric source type",
+        ));
+    }
+    if !TYPES.contains(&t) {
+        c.push(Cause::not_supported(
+            &format!("{path}.type"),
+            &json!(t),
+            &TYPES,
+        ));
+        return;
+    }
+    let present: Vec<&str> = [
+        "object",
+        "external",
+        "pods",
+        "resource",
+        "containerResource",
+    ]
+    .into_iter()
+    .filter(|s| m.get(*s).is_some_and(|v| !v.is_null()))
+    .collect();
+    if let Some(first) = present.first() {
+        let src = &m[*first];
+        let p = format!("{path}.{first}");
+        let target = src.get("target");
+        let tp = format!("{p}.target");
+        if *first != "resource" && *first != "containerResource" {
+            let mp = format!("{p}.metric.name");
+            let metric = src.get("metric");
+            required_name(
+                metric,
+                "name",
+                &mp,
+                "must specify a metric name",
+                names::is_path_segment_name,
+                c,
+            );
+        }
+        match *first {
+            "object" => hpa_object_ref(
+                src.get("describedObject"),
+                &format!("{p}.describedObject"),
+                c,
+            ),
+            "resource" | "containerResource" => {
+                required_name(
+                    Some(src),
+                    "name",
+                    &format!("{p}.name"),
+                    "must specify a resource name",
+                    no_check,
+                    c,
+                );
+                if *first == "containerResource" {
+                    required_name(
+                        Some(src),
+                        "container",
+                        &format!("{p}.container"),
+                        "must specify a container",
+                        names::is_dns1123_label,
+                        c,
+                    );
+                }
+            }
+            _ => {}
+        }
+        validate_hpa_target(target, &tp, c);
+        let has = |f: &str| target.and_then(|t| t.get(f)).is_some_and(|v| !v.is_null());
+        match *first {
+            "object" if !has("value") && !has("averageValue") => c.push(Cause::required_msg(
+                &format!("{tp}.averageValue"),
+                "must set either a target value or averageValue",
+            )),
+            "external" if !has("value") && !has("averageValue") => c.push(Cause::required_msg(
+                &format!("{tp}.averageValue"),
+                "must set either a target value for metric or a per-pod target",
+            )),
+            "external" if has("value") && has("averageValue") => c.push(Cause::forbidden(
+                &format!("{tp}.value"),
+                "may not set both a target value for metric and a per-pod target",
+            )),
+            "pods" if !has("averageValue") => c.push(Cause::required_msg(
+                &format!("{tp}.averageValue"),
+                "must specify a positive target averageValue",
+            )),
+            "resource" | "containerResource" => {
+                if !has("averageUtilization") && !has("averageValue") {
+                    c.push(Cause::required_msg(
+                        &format!("{tp}.averageUtilization"),
+                        "must set either a target raw value or a target utilization",
+                    ));
+                }
+                if has("averageUtilization") && has("averageValue") {
+                    c.push(Cause::forbidden(
+                        &format!("{tp}.averageValue"),
+                        "may not set both a target raw value and a target utilization",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let expected = match t {
+        "ContainerResource" => "containerResource".to_string(),
+        other => other.to_ascii_lowercase(),
+    };
+    if !present.contains(&expected.as_str()) {
+        c.push(Cause::required_msg(
+            &format!("{path}.{expected}"),
+            "must populate information for the given metric source",
+        ));
+    }
+    if present.len() != 1 {
+        for s in present.iter().filter(|s| **s != expected) {
+            c.push(Cause::forbidden(
+                &format!("{path}.{s}"),
+                "must populate the given metric source only",
+            ));
+        }
+    }
+}
+
+fn validate_hpa_target(t: Option<&Value>, path: &str, c: &mut Vec<Cause>) {
+    let ty = str_field(t, "type");
+    if ty.is_empty() {
+        c.push(Cause::required_msg(
+            &format!("{path}.type"),
+            "must specify a metric target type",
+        ));
+    }
+    if !["Utilization", "Value", "AverageValue"].contains(&ty) {
+        c.push(Cause::invalid(
+            &format!("{path}.type"),
+            &json!(ty),
+            "must be either Utilization, Value, or AverageValue",
+        ));
+    }
+    if let Some(u) = int_field(t, "averageUtilization").filter(|u| *u < 1) {
+        c.push(Cause::invalid(
+            &format!("{path}.averageUtilization"),
+            &json!(u),
+            "must be greater than 0",
+        ));
+    }
+}
+
+fn validate_hpa_rules(r: &Value, path: &str, c: &mut Vec<Cause>) {
+    if let Some(w) = int_field(Some(r), "stabilizationWindowSeconds") {
+        let p = format!("{path}.stabilizationWindowSeconds");
+        if w < 0 {
+            c.push(Cause::invalid(
+                &p,
+                &json!(w),
+                "must be greater than or equal to zero",
+            ));
+        }
+        if w > 3600 {
+            c.push(Cause::invalid(
+                &p,
+                &json!(w),
+                "must be less than or equal to 3600",
+            ));
+        }
+    }
+    if let Some(sp) = r.get("selectPolicy").filter(|v| !v.is_null()) {
+        if !["Disabled", "Max", "Min"].contains(&sp.as_str().unwrap_or("")) {
+            c.push(Cause::not_supported(
+                &format!("{path}.selectPolicy"),
+                sp,
+                &["Disabled", "Max", "Min"],
+            ));
+        }
+    }
+    let policies = array_field(Some(r), "policies");
+    if policies.is_empty() {
+        c.push(Cause::required_msg(
+            &format!("{path}.policies"),
+            "must specify at least one Policy",
+        ));
+    }
+    for (i, p) in policies.iter().enumerate() {
+        let pp = format!("{path}.policies[{i}]");
+        let t = str_field(Some(p), "type");
+        if t != "Pods" && t != "Percent" {
+            c.push(Cause::not_supported(
+                &format!("{pp}.type"),
+                &json!(t),
+                &["Percent", "Pods"],
+            ));
+        }
+        let value = int_field(Some(p), "value").unwrap_or(0);
+        if value <= 0 {
+            c.push(Cause::invalid(
+                &format!("{pp}.value"),
+                &json!(value),
+                "must be greater than zero",
+            ));
+        }
+        let period = int_field(Some(p), "periodSeconds").unwrap_or(0);
+        let pp = format!("{pp}.periodSeconds");
+        if period <= 0 {
+            c.push(Cause::invalid(
+                &pp,
+                &json!(period),
+                "must be greater than zero",
+            ));
+        }
+        if period > 1800 {
+            c.push(Cause::invalid(
+                &pp,
+                &json!(period),
+                "must be less than or equal to 1800",
+            ));
+        }
+    }
+}
+
+/// `IsFullyQualifiedName`: webhook names are domains of three or more parts.
+fn fully_qualified_name(name: &str, path: &str, c: &mut Vec<Cause>) {
+    if name.is_empty() {
+        c.push(Cause::required(path));
+        return;
+    }
+    let errs = names::is_dns1123_subdomain(name);
+    if !errs.is_empty() {
+        c.push(Cause::invalid(path, &json!(name), &errs.join(",")));
+    } else if name.split('.').count() < 3 {
+        c.push(Cause::invalid(
+            path,
+            &json!(name),
+            "should be a domain with at least three segments separated by dots",
+        ));
+    }
+}
+
+/// One `RuleWithOperations` (or `NamedRuleWithOperations`): the required
+/// lists and the supported operations and scopes.
+fn validate_admission_rule(r: &Value, path: &str, c: &mut Vec<Cause>) {
+    const OPS: [&str; 5] = ["*", "CONNECT", "CREATE", "DELETE", "UPDATE"];
+    let ops = array_field(Some(r), "operations");
+    if ops.is_empty() {
+        c.push(Cause::required(&format!("{path}.operations")));
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if !OPS.contains(&op.as_str().unwrap_or("")) {
+            c.push(Cause::not_supported(
+                &format!("{path}.operations[{i}]"),
+                op,
+                &OPS,
+            ));
+        }
+    }
+    for f in ["apiGroups", "apiVersions", "resources"] {
+        if array_field(Some(r), f).is_empty() {
+            c.push(Cause::required(&format!("{path}.{f}")));
+        }
+    }
+    if let Some(s) = r.get("scope").filter(|v| !v.is_null()) {
+        if !["*", "Cluster", "Namespaced"].contains(&s.as_str().unwrap_or("")) {
+            c.push(Cause::not_supported(
+                &format!("{path}.scope"),
+                s,
+                &["*", "Cluster", "Namespaced"],
+            ));
+        }
+    }
+}
+
+fn one_of(v: Option<&Value>, key: &str, path: &str, allowed: &[&str], c: &mut Vec<Cause>) {
+    if let Some(x) = v.and_then(|v| v.get(key)).filter(|x| !x.is_null()) {
+        if !allowed.contains(&x.as_str().unwrap_or("")) {
+            c.push(Cause::not_supported(&format!("{path}.{key}"), x, allowed));
+        }
+    }
+}
+
+/// `MatchResources` after defaulting: policy, selectors, rules.
+fn validate_match_resources(m: &Value, path: &str, c: &mut Vec<Cause>) {
+    for f in ["matchPolicy", "namespaceSelector", "objectSelector"] {
+        if m.get(f).is_none_or(Value::is_null) {
+            c.push(Cause::required(&format!("{path}.{f}")));
+        }
+    }
+    one_of(Some(m), "matchPolicy", path, &["Equivalent", "Exact"], c);
+    for list in ["resourceRules", "excludeResourceRules"] {
+        for (i, r) in array_field(Some(m), list).iter().enumerate() {
+            validate_admission_rule(r, &format!("{path}.{list}[{i}]"), c);
+        }
+    }
+}
+
+/// admissionregistration.k8s.io/v1 validation, without CEL compilation.
+fn validate_admission(plural: &str, obj: &Value, c: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    match plural {
+        "mutatingwebhookconfigurations" | "validatingwebhookconfigurations" => {
+            let mut seen: Vec<&str> = Vec::new();
+            for (i, h) in array_field(Some(obj), "webhooks").iter().enumerate() {
+                let p = format!("webhooks[{i}]");
+                let name = str_field(Some(h), "name");
+                fully_qualified_name(name, &format!("{p}.name"), c);
+                for (j, r) in array_field(Some(h), "rules").iter().enumerate() {
+                    validate_admission_rule(r, &format!("{p}.rules[{j}]"), c);
+                }
+                let hv = Some(h);
+                one_of(hv, "failurePolicy", &p, &["Fail", "Ignore"], c);
+                one_of(hv, "matchPolicy", &p, &["Equivalent", "Exact"], c);
+                if plural == "mutatingwebhookconfigurations" {
+                    one_of(hv, "reinvocationPolicy", &p, &["IfNeeded", "Never"], c);
+                }
+                match h.get("sideEffects").filter(|v| !v.is_null()) {
+                    None => c.push(Cause::required_msg(
+                        &format!("{p}.sideEffects"),
+                        "must specify one of None, NoneOnDryRun",
+                    )),
+                    Some(_) => one_of(hv, "sideEffects", &p, &["None", "NoneOnDryRun"], c),
+                }
+                if let Some(t) = int_field(hv, "timeoutSeconds").filter(|t| !(1..=30).contains(t)) {
+                    c.push(Cause::invalid(
+                        &format!("{p}.timeoutSeconds"),
+                        &json!(t),
+                        "the timeout value must be between 1 and 30 seconds",
+                    ));
+                }
+                let cc = h.get("clientConfig");
+                let has = |f: &str| cc.and_then(|x| x.get(f)).is_some_and(|v| !v.is_null());
+                if has("url") == has("service") {
+                    c.push(Cause::required_msg(
+                        &format!("{p}.clientConfig"),
+                        "exactly one of url or service is required",
+                    ));
+                } else if has("service") {
+                    let svc = cc.and_then(|x| x.get("service"));
+                    let sp = format!("{p}.clientConfig.service");
+                    required_name(
+                        svc,
+                        "name",
+                        &format!("{sp}.name"),
+                        "service name is required",
+                        no_check,
+                        c,
+                    );
+                    required_name(
+                        svc,
+                        "namespace",
+                        &format!("{sp}.namespace"),
+                        "service namespace is required",
+                        no_check,
+                        c,
+                    );
+                }
+                let versions = array_field(hv, "admissionReviewVersions");
+                let vp = format!("{p}.admissionReviewVersions");
+                if versions.is_empty() {
+                    c.push(Cause::required_msg(&vp, "must specify one of v1, v1beta1"));
+                } else if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
+                    c.push(Cause::invalid(
+                        &vp,
+                        &Value::Array(versions.to_vec()),
+                        "must include at least one of v1, v1beta1",
+                    ));
+                }
+                if !name.is_empty() {
+                    if seen.contains(&name) {
+                        c.push(Cause::duplicate(&format!("{p}.name"), &json!(name)));
+                    }
+                    seen.push(name);
+                }
+            }
+        }
+        "validatingadmissionpolicies" => {
+            match spec
+                .and_then(|s| s.get("failurePolicy"))
+                .filter(|v| !v.is_null())
+            {
+                None => c.push(Cause::required("spec.failurePolicy")),
+                Some(_) => one_of(spec, "failurePolicy", "spec", &["Fail", "Ignore"], c),
+            }
+            match spec
+                .and_then(|s| s.get("matchConstraints"))
+                .filter(|v| !v.is_null())
+            {
+                None => c.push(Cause::required("spec.matchConstraints")),
+                Some(m) => {
+                    validate_match_resources(m, "spec.matchConstraints", c);
+                    if array_field(Some(m), "resourceRules").is_empty() {
+                        c.push(Cause::required("spec.matchConstraints.resourceRules"));
+                    }
+                }
+            }
+            if let Some(pk) = spec
+                .and_then(|s| s.get("paramKind"))
+                .filter(|v| !v.is_null())
+            {
+                for f in ["apiVersion", "kind"] {
+                    if str_field(Some(pk), f).is_empty() {
+                        c.push(Cause::required(&format!("spec.paramKind.{f}")));
+                    }
+                }
+            }
+            let validations = array_field(spec, "validations");
+            let audit = array_field(spec, "auditAnnotations");
+            if validations.is_empty() && audit.is_empty() {
+                for f in ["validations", "auditAnnotations"] {
+                    c.push(Cause::required_msg(
+                        &format!("spec.{f}"),
+                        "validations or auditAnnotations must contain at least one item",
+                    ));
+                }
+            }
+            for (i, v) in validations.iter().enumerate() {
+                if str_field(Some(v), "expression").trim().is_empty() {
+                    c.push(Cause::required_msg(
+                        &format!("spec.validations[{i}].expression"),
+                        "expression is not specified",
+                    ));
+                }
+            }
+            for (i, a) in audit.iter().enumerate() {
+                if str_field(Some(a), "valueExpression").trim().is_empty() {
+                    c.push(Cause::required_msg(
+                        &format!("spec.auditAnnotations[{i}].valueExpression"),
+                        "valueExpression is not specified",
+                    ));
+                }
+            }
+        }
+        "validatingadmissionpolicybindings" => {
+            required_name(
+                spec,
+                "policyName",
+                "spec.policyName",
+                "",
+                names::is_dns1123_subdomain,
+                c,
+            );
+            if let Some(m) = spec
+                .and_then(|s| s.get("matchResources"))
+                .filter(|v| !v.is_null())
+            {
+                validate_match_resources(m, "spec.matchResources", c);
+            }
+            if let Some(pr) = spec
+                .and_then(|s| s.get("paramRef"))
+                .filter(|v| !v.is_null())
+            {
+                let has = |f: &str| pr.get(f).is_some_and(|v| !v.is_null() && v != "");
+                if has("name") && has("selector") {
+                    c.push(Cause::forbidden(
+                        "spec.paramRef.name",
+                        "name and selector are mutually exclusive",
+                    ));
+                    c.push(Cause::forbidden(
+                        "spec.paramRef.selector",
+                        "name and selector are mutually exclusive",
+                    ));
+                }
+                if !has("name") && !has("selector") {
+                    c.push(Cause::required_msg(
+                        "spec.paramRef",
+                        "one of name or selector must be specified",
+                    ));
+                }
+                match pr.get("parameterNotFoundAction").and_then(Value::as_str) {
+                    None | Some("") => {
+                        c.push(Cause::required("spec.paramRef.parameterNotFoundAction"))
+                    }
+                    Some(_) => one_of(
+                        Some(pr),
+                        "parameterNotFoundAction",
+                        "spec.paramRef",
+                        &["Deny", "Allow"],
+                        c,
+                    ),
+                }
+            }
+            let actions = array_field(spec, "validationActions");
+            if actions.is_empty() {
+                c.push(Cause::required_msg(
+                    "spec.validationActions",
+                    "at least one validation action is required",
+                ));
+            }
+            for (i, a) in actions.iter().enumerate() {
+                if !["Audit", "Deny", "Warn"].contains(&a.as_str().unwrap_or("")) {
+                    c.push(Cause::not_supported(
+                        &format!("spec.validationActions[{i}]"),
+                        a,
+                        &["Audit", "Deny", "Warn"],
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `ValidateAPIService`: the name is `<version>.<group>`.
+fn validate_api_service(obj: &Value, c: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    let group = str_field(spec, "group");
+    let version = str_field(spec, "version");
+    let required = format!("{version}.{group}");
+    let name = meta::name(obj);
+    if names::is_path_segment_name(name).is_empty() && name != required {
+        c.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            &format!("must be `spec.version+\".\"+spec.group`: {required:?}"),
+        ));
+    }
+    if group.is_empty() && version != "v1" {
+        c.push(Cause::required_msg(
+            "spec.group",
+            "only v1 may have an empty group and it better be legacy kube",
+        ));
+    }
+    if !group.is_empty() {
+        for e in names::is_dns1123_subdomain(group) {
+            c.push(Cause::invalid("spec.group", &json!(group), &e));
+        }
+    }
+    for e in dns1035_label(version) {
+        c.push(Cause::invalid("spec.version", &json!(version), &e));
+    }
+    let gpm = int_field(spec, "groupPriorityMinimum").unwrap_or(0);
+    if !(1..=20000).contains(&gpm) {
+        c.push(Cause::invalid(
+            "spec.groupPriorityMinimum",
+            &json!(gpm),
+            "must be positive and less than 20000",
+        ));
+    }
+    let vp = int_field(spec, "versionPriority").unwrap_or(0);
+    if !(1..=1000).contains(&vp) {
+        c.push(Cause::invalid(
+            "spec.versionPriority",
+            &json!(vp),
+            "must be positive and less than 1000",
+        ));
+    }
+    let skip_tls = spec.and_then(|s| s.get("insecureSkipTLSVerify")) == Some(&json!(true));
+    let ca = str_field(spec, "caBundle");
+    match spec.and_then(|s| s.get("service")).filter(|v| !v.is_null()) {
+        None => {
+            if !ca.is_empty() {
+                c.push(Cause::invalid(
+                    "spec.caBundle",
+                    &json!(format!("{} bytes", ca.len() / 4 * 3)),
+                    "local APIServices may not have a caBundle",
+                ));
+            }
+            if skip_tls {
+                c.push(Cause::invalid(
+                    "spec.insecureSkipTLSVerify",
+                    &json!(true),
+                    "local APIServices may not have insecureSkipTLSVerify",
+                ));
+            }
+        }
+        Some(svc) => {
+            for f in ["namespace", "name"] {
+                if str_field(Some(svc), f).is_empty() {
+                    c.push(Cause::required(&format!("spec.service.{f}")));
+                }
+            }
+            if let Some(port) = int_field(Some(svc), "port").filter(|p| !(1..=65535).contains(p)) {
+                c.push(Cause::invalid(
+                    "spec.service.port",
+                    &json!(port),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            if skip_tls && !ca.is_empty() {
+                c.push(Cause::invalid(
+                    "spec.insecureSkipTLSVerify",
+                    &json!(true),
+                    "may not be true if caBundle is present",
+                ));
+            }
+        }
+    }
+}
+
+/// CSINode, VolumeAttachment and CSIStorageCapacity required fields.
+fn validate_storage_attachment(plural: &str, obj: &Value, c: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    match plural {
+        "csinodes" => {
+            let mut seen: Vec<&str> = Vec::new();
+            for (i, d) in array_field(spec, "drivers").iter().enumerate() {
+                let p = format!("spec.drivers[{i}]");
+                let name = str_field(Some(d), "name");
+                required_name(Some(d), "name", &format!("{p}.name"), "", no_check, c);
+                required_name(Some(d), "nodeID", &format!("{p}.nodeID"), "", no_check, c);
+                if !name.is_empty() {
+                    if seen.contains(&name) {
+                        c.push(Cause::duplicate(&format!("{p}.name"), &json!(name)));
+                    }
+                    seen.push(name);
+                }
+            }
+        }
+        "volumeattachments" => {
+            required_name(spec, "attacher", "spec.attacher", "", no_check, c);
+            required_name(
+                spec,
+                "nodeName",
+                "spec.nodeName",
+                "",
+                names::is_dns1123_subdomain,
+                c,
+            );
+            let source = spec.and_then(|s| s.get("source"));
+            let has = |f: &str| source.and_then(|s| s.get(f)).is_some_and(|v| !v.is_null());
+            if has("persistentVolumeName") == has("inlineVolumeSpec") {
+                c.push(Cause::required_msg(
+                    "spec.source",
+                    "must specify exactly one of inlineVolumeSpec and persistentVolumeName",
+                ));
+            }
+        }
+        _ => {
+            required_name(
+                Some(obj),
+                "storageClassName",
+                "storageClassName",
+                "",
+                names::is_dns1123_subdomain,
+                c,
+            );
+        }
+    }
+}
+
+/// FlowSchema and PriorityLevelConfiguration checks, without the fixed
+/// specs of the mandatory objects.
+fn validate_flowcontrol(plural: &str, obj: &Value, c: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    let name = meta::name(obj);
+    if plural == "flowschemas" {
+        let prec = int_field(spec, "matchingPrecedence").unwrap_or(0);
+        let p = "spec.matchingPrecedence";
+        if prec <= 0 {
+            c.push(Cause::invalid(p, &json!(prec), "must be a positive value"));
+        }
+        if prec > 10000 {
+            c.push(Cause::invalid(
+                p,
+                &json!(prec),
+                "must not be greater than 10000",
+            ));
+        }
+        if prec == 1 && name != "exempt" {
+            c.push(Cause::invalid(
+                p,
+                &json!(prec),
+                "only the schema named 'exempt' may have matchingPrecedence 1",
+            ));
+        }
+        if let Some(d) = spec
+            .and_then(|s| s.get("distinguisherMethod"))
+            .filter(|v| !v.is_null())
+        {
+            one_of(
+                Some(d),
+                "type",
+                "spec.distinguisherMethod",
+                &["ByNamespace", "ByUser"],
+                c,
+            );
+        }
+        let plc = spec.and_then(|s| s.get("priorityLevelConfiguration"));
+        required_name(
+            plc,
+            "name",
+            "spec.priorityLevelConfiguration.name",
+            "must reference a priority level",
+            names::is_dns1123_subdomain,
+            c,
+        );
+        for (i, r) in array_field(spec, "rules").iter().enumerate() {
+            let p = format!("spec.rules[{i}]");
+            if array_field(Some(r), "subjects").is_empty() {
+                c.push(Cause::required_msg(
+                    &format!("{p}.subjects"),
+                    "subjects must contain at least one value",
+                ));
+            }
+            if array_field(Some(r), "resourceRules").is_empty()
+                && array_field(Some(r), "nonResourceRules").is_empty()
+            {
+                c.push(Cause::required_msg(
+                    &p,
+                    "at least one of resourceRules and nonResourceRules has to be non-empty",
+                ));
+            }
+        }
+        return;
+    }
+    let t = str_field(spec, "type");
+    if (name == "exempt") != (t == "Exempt") {
+        c.push(Cause::invalid(
+            "spec.type",
+            &json!(t),
+            "type must be 'Exempt' if and only if name is 'exempt'",
+        ));
+    }
+    let limited = spec.and_then(|s| s.get("limited")).filter(|v| !v.is_null());
+    match t {
+        "Exempt" if limited.is_some() => c.push(Cause::forbidden(
+            "spec.limited",
+            "must be nil if the type is not Limited",
+        )),
+        "Exempt" => {}
+        "Limited" => match limited {
+            None => c.push(Cause::required_msg(
+                "spec.limited",
+                "must not be empty when type is Limited",
+            )),
+            Some(l) => {
+                let lr = l.get("limitResponse");
+                let queuing = lr.and_then(|r| r.get("queuing")).filter(|v| !v.is_null());
+                match str_field(lr, "type") {
+                    "Reject" if queuing.is_some() => c.push(Cause::forbidden(
+                        "spec.limited.limitResponse.queuing",
+                        "must be nil if limited.limitResponse.type is not Limited",
+                    )),
+                    "Queue" if queuing.is_none() => c.push(Cause::required_msg(
+                        "spec.limited.limitResponse.queuing",
+                        "must not be empty if limited.limitResponse.type is Limited",
+                    )),
+                    "Reject" | "Queue" => {}
+                    other => c.push(Cause::not_supported(
+                        "spec.limited.limitResponse.type",
+                        &json!(other),
+                        &["Queue", "Reject"],
+                    )),
+                }
+            }
+        },
+        other => c.push(Cause::not_supported(
+            "spec.type",
+            &json!(other),
+            &["Exempt", "Limited"],
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1423,5 +2517,232 @@ mod tests {
         let j = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
         let c = validate(ri("batch", "jobs"), &j);
         assert_eq!(c[0].field, "spec.template.spec.restartPolicy");
+    }
+
+    fn fields(c: &[Cause]) -> Vec<&str> {
+        c.iter().map(|c| c.field.as_str()).collect()
+    }
+
+    #[test]
+    fn hpa_defaults_status_and_validation() {
+        let hpa = lookup("autoscaling", "v2", "horizontalpodautoscalers").expect("served");
+        let mut h = json!({"metadata": {"name": "h"}, "status": {"desiredReplicas": 9},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60,
+                    "tolerance": "0.1"}}}});
+        prepare_for_create(hpa, &mut h);
+        assert_eq!(h["spec"]["minReplicas"], 1);
+        assert_eq!(
+            h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        assert_eq!(
+            h["status"],
+            json!({"desiredReplicas": 0, "currentMetrics": null})
+        );
+        let b = &h["spec"]["behavior"];
+        assert_eq!(b["scaleUp"]["policies"].as_array().map(Vec::len), Some(2));
+        assert_eq!(b["scaleDown"]["stabilizationWindowSeconds"], 60);
+        assert_eq!(b["scaleDown"]["selectPolicy"], "Max");
+        assert!(b["scaleDown"].get("tolerance").is_none());
+        assert!(validate(hpa, &h).is_empty(), "{:?}", validate(hpa, &h));
+        assert!(!hpa.has_generation);
+
+        let bad = json!({"metadata": {"name": "h"}, "spec": {"minReplicas": 5, "maxReplicas": 2,
+            "scaleTargetRef": {"name": "web"},
+            "metrics": [{"type": "Pods", "resource": {"name": "cpu"}},
+                        {"type": "Bogus"}],
+            "behavior": {"scaleUp": {"policies": [{"type": "Pods", "value": 0, "periodSeconds": 2000}]}}}});
+        let c = validate(hpa, &bad);
+        let f = fields(&c);
+        for want in [
+            "spec.maxReplicas",
+            "spec.scaleTargetRef.kind",
+            "spec.metrics[0].resource.target.type",
+            "spec.metrics[0].pods",
+            "spec.metrics[1].type",
+            "spec.behavior.scaleUp.policies[0].value",
+            "spec.behavior.scaleUp.policies[0].periodSeconds",
+        ] {
+            assert!(f.contains(&want), "{want} not in {f:?}");
+        }
+    }
+
+    #[test]
+    fn admission_registration_defaults_and_validation() {
+        let mwc = ri(
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+        );
+        let mut w = json!({"metadata": {"name": "w"}, "webhooks": [{"name": "a.example.com",
+            "clientConfig": {"service": {"namespace": "ns", "name": "svc"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["pods"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]});
+        prepare_for_create(mwc, &mut w);
+        let h = &w["webhooks"][0];
+        assert_eq!(h["failurePolicy"], "Fail");
+        assert_eq!(h["reinvocationPolicy"], "Never");
+        assert_eq!(h["timeoutSeconds"], 10);
+        assert_eq!(h["clientConfig"]["service"]["port"], 443);
+        assert_eq!(h["rules"][0]["scope"], "*");
+        assert_eq!(w["metadata"]["generation"], 1);
+        assert!(validate(mwc, &w).is_empty(), "{:?}", validate(mwc, &w));
+        let bad = json!({"metadata": {"name": "w"}, "webhooks": [
+            {"name": "short", "clientConfig": {}},
+            {"name": "short", "clientConfig": {"url": "https://x"}, "sideEffects": "Some",
+             "admissionReviewVersions": ["v2"]}]});
+        let f = fields(&validate(mwc, &bad)).join(" ");
+        for want in [
+            "webhooks[0].name",
+            "webhooks[0].sideEffects",
+            "webhooks[0].clientConfig",
+            "webhooks[0].admissionReviewVersions",
+            "webhooks[1].sideEffects",
+            "webhooks[1].admissionReviewVersions",
+        ] {
+            assert!(f.contains(want), "{want} not in {f}");
+        }
+
+        let vap = ri(
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+        );
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {
+            "matchConstraints": {"resourceRules": [{"operations": ["*"], "apiGroups": ["apps"],
+                "apiVersions": ["v1"], "resources": ["deployments"]}]},
+            "validations": [{"expression": "object.spec.replicas <= 5"}]}});
+        prepare_for_create(vap, &mut p);
+        assert_eq!(p["spec"]["failurePolicy"], "Fail");
+        assert_eq!(p["spec"]["matchConstraints"]["matchPolicy"], "Equivalent");
+        assert_eq!(p["status"], json!({}));
+        assert!(validate(vap, &p).is_empty(), "{:?}", validate(vap, &p));
+        let c = validate(vap, &json!({"metadata": {"name": "p"}, "spec": {}}));
+        assert_eq!(
+            fields(&c),
+            [
+                "spec.failurePolicy",
+                "spec.matchConstraints",
+                "spec.validations",
+                "spec.auditAnnotations"
+            ]
+        );
+
+        let vapb = ri(
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+        );
+        let c = validate(vapb, &json!({"metadata": {"name": "b"}, "spec": {}}));
+        assert_eq!(fields(&c), ["spec.policyName", "spec.validationActions"]);
+    }
+
+    #[test]
+    fn api_services_local_and_remote() {
+        let api = ri("apiregistration.k8s.io", "apiservices");
+        let mut local = json!({"metadata": {"name": "v1.example.com"},
+            "spec": {"group": "example.com", "version": "v1", "groupPriorityMinimum": 100,
+                     "versionPriority": 10}});
+        prepare_for_create(api, &mut local);
+        assert_eq!(local["status"]["conditions"][0]["reason"], "Local");
+        assert!(
+            validate(api, &local).is_empty(),
+            "{:?}",
+            validate(api, &local)
+        );
+        let mut remote = local.clone();
+        remote["spec"]["service"] = json!({"namespace": "ns", "name": "svc"});
+        prepare_for_create(api, &mut remote);
+        assert_eq!(remote["status"], json!({}));
+        assert_eq!(remote["spec"]["service"]["port"], 443);
+        let mut wrong = local.clone();
+        wrong["metadata"]["name"] = json!("v2.example.com");
+        let c = validate(api, &wrong);
+        assert_eq!(fields(&c), ["metadata.name"]);
+        assert!(
+            c[0].message.contains("\"v1.example.com\""),
+            "{}",
+            c[0].message
+        );
+    }
+
+    #[test]
+    fn storage_attachment_kinds() {
+        let va = ri("storage.k8s.io", "volumeattachments");
+        let mut a = json!({"metadata": {"name": "a"}, "spec": {"attacher": "csi.example.com",
+            "nodeName": "n1", "source": {"persistentVolumeName": "pv1"}},
+            "status": {"attached": true}});
+        prepare_for_create(va, &mut a);
+        assert_eq!(a["status"], json!({"attached": false}));
+        assert!(validate(va, &a).is_empty());
+        let mut moved = a.clone();
+        moved["spec"]["nodeName"] = json!("n2");
+        assert_eq!(fields(&validate_update(va, &moved, &a)), ["spec"]);
+        let c = validate(
+            va,
+            &json!({"metadata": {"name": "a"}, "spec": {"source": {}}}),
+        );
+        assert_eq!(
+            fields(&c),
+            ["spec.attacher", "spec.nodeName", "spec.source"]
+        );
+
+        let cap = lookup("storage.k8s.io", "v1", "csistoragecapacities").expect("served");
+        let c = validate(cap, &json!({"metadata": {"name": "c"}}));
+        assert_eq!(fields(&c), ["storageClassName"]);
+        let node = ri("storage.k8s.io", "csinodes");
+        let c = validate(
+            node,
+            &json!({"metadata": {"name": "n"}, "spec": {"drivers": [{}]}}),
+        );
+        assert_eq!(
+            fields(&c),
+            ["spec.drivers[0].name", "spec.drivers[0].nodeID"]
+        );
+    }
+
+    #[test]
+    fn flowcontrol_defaults_and_validation() {
+        let fs = ri("flowcontrol.apiserver.k8s.io", "flowschemas");
+        let mut f = json!({"metadata": {"name": "f"}, "spec": {
+            "priorityLevelConfiguration": {"name": "workload-low"}}});
+        prepare_for_create(fs, &mut f);
+        assert_eq!(f["spec"]["matchingPrecedence"], 1000);
+        assert_eq!(f["metadata"]["generation"], 1);
+        assert!(validate(fs, &f).is_empty());
+        let c = validate(
+            fs,
+            &json!({"metadata": {"name": "f"}, "spec": {"matchingPrecedence": 1,
+            "rules": [{}]}}),
+        );
+        assert_eq!(
+            fields(&c),
+            [
+                "spec.matchingPrecedence",
+                "spec.priorityLevelConfiguration.name",
+                "spec.rules[0].subjects",
+                "spec.rules[0]"
+            ]
+        );
+
+        let plc = ri(
+            "flowcontrol.apiserver.k8s.io",
+            "prioritylevelconfigurations",
+        );
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {"type": "Limited", "limited": {
+            "limitResponse": {"type": "Queue", "queuing": {}}}}});
+        prepare_for_create(plc, &mut p);
+        let l = &p["spec"]["limited"];
+        assert_eq!(l["nominalConcurrencyShares"], 30);
+        assert_eq!(l["lendablePercent"], 0);
+        assert_eq!(
+            l["limitResponse"]["queuing"],
+            json!({"handSize": 8, "queues": 64, "queueLengthLimit": 50})
+        );
+        assert!(validate(plc, &p).is_empty());
+        let c = validate(
+            plc,
+            &json!({"metadata": {"name": "exempt"}, "spec": {"type": "Limited"}}),
+        );
+        assert_eq!(fields(&c), ["spec.type", "spec.limited"]);
     }
 }

@@ -248,9 +248,8 @@ fn printer(group: &str, resource: &str) -> Option<Printer> {
         }
         ("storage.k8s.io", "csinodes") => (CSI_NODE_COLUMNS, csi_node_cells),
         ("storage.k8s.io", "csidrivers") => (CSI_DRIVER_COLUMNS, csi_driver_cells),
-        ("storage.k8s.io", "csistoragecapacities") => {
-            (CSI_STORAGE_CAPACITY_COLUMNS, csi_storage_capacity_cells)
-        }
+        // csistoragecapacities: upstream's store registers
+        // rest.NewDefaultTableConvertor although printers.go has a handler.
         ("scheduling.k8s.io", "priorityclasses") => (PRIORITY_CLASS_COLUMNS, priority_class_cells),
         ("node.k8s.io", "runtimeclasses") => (RUNTIME_CLASS_COLUMNS, runtime_class_cells),
         ("discovery.k8s.io", "endpointslices") => (ENDPOINT_SLICE_COLUMNS, endpoint_slice_cells),
@@ -271,6 +270,7 @@ fn printer(group: &str, resource: &str) -> Option<Printer> {
             ADMISSION_POLICY_BINDING_COLUMNS,
             admission_policy_binding_cells,
         ),
+        ("apiregistration.k8s.io", "apiservices") => (API_SERVICE_COLUMNS, api_service_cells),
         ("flowcontrol.apiserver.k8s.io", "flowschemas") => (FLOW_SCHEMA_COLUMNS, flow_schema_cells),
         ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
             (PRIORITY_LEVEL_COLUMNS, priority_level_cells)
@@ -2956,27 +2956,39 @@ fn csi_driver_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-const CSI_STORAGE_CAPACITY_COLUMNS: &[Column] = &[
+/// kube-aggregator's `apiservice/etcd.REST.ConvertToTable`.
+const API_SERVICE_COLUMNS: &[Column] = &[
     NAME,
     col(
-        "StorageClassName",
+        "Service",
         STRING,
-        "storageClassName represents the name of the StorageClass that the reported capacity applies to.",
+        "The reference to the service that hosts this API endpoint.",
     ),
-    col(
-        "Capacity",
-        STRING,
-        "capacity is the value reported by the CSI driver in its GetCapacityResponse for a GetCapacityRequest with topology and parameters that match the previous fields.",
-    ),
+    col("Available", STRING, "Whether this service is available."),
+    AGE,
 ];
 
-fn csi_storage_capacity_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
-    let capacity = if has(obj, &["capacity"]) {
-        quantity_at(obj, &["capacity"])
-    } else {
-        "<unset>".to_string()
+fn api_service_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let service = match at(obj, &["spec", "service"]) {
+        Some(svc) => format!("{}/{}", str_at(svc, &["namespace"]), str_at(svc, &["name"])),
+        None => "Local".to_string(),
     };
-    row![name_of(obj), str_at(obj, &["storageClassName"]), capacity]
+    let available = list_at(obj, &["status", "conditions"])
+        .iter()
+        .find(|c| str_at(c, &["type"]) == "Available")
+        .map_or_else(
+            || "Unknown".to_string(),
+            |c| {
+                let status = str_at(c, &["status"]);
+                let reason = str_at(c, &["reason"]);
+                if status == "True" || reason.is_empty() {
+                    status.to_string()
+                } else {
+                    format!("{status} ({reason})")
+                }
+            },
+        );
+    row![name_of(obj), service, available, age(obj, now)]
 }
 
 const STORAGE_VERSION_MIGRATION_COLUMNS: &[Column] = &[
@@ -3409,7 +3421,6 @@ mod tests {
         ("storage.k8s.io", "volumeattachments"),
         ("storage.k8s.io", "csinodes"),
         ("storage.k8s.io", "csidrivers"),
-        ("storage.k8s.io", "csistoragecapacities"),
         ("scheduling.k8s.io", "priorityclasses"),
         ("node.k8s.io", "runtimeclasses"),
         ("discovery.k8s.io", "endpointslices"),
@@ -3434,6 +3445,7 @@ mod tests {
             "admissionregistration.k8s.io",
             "mutatingadmissionpolicybindings",
         ),
+        ("apiregistration.k8s.io", "apiservices"),
         ("flowcontrol.apiserver.k8s.io", "flowschemas"),
         (
             "flowcontrol.apiserver.k8s.io",
@@ -4159,6 +4171,7 @@ mod tests {
             ("rbac.authorization.k8s.io", "clusterroles"),
             ("", "limitranges"),
             ("apiextensions.k8s.io", "customresourcedefinitions"),
+            ("storage.k8s.io", "csistoragecapacities"),
             ("example.com", "widgets"),
         ] {
             let cols = columns(g, r);
@@ -4186,6 +4199,38 @@ mod tests {
         let v = serde_json::to_value(def).expect("serializes");
         assert_eq!(v["type"], json!("date"));
         assert!(v.get("type_").is_none());
+    }
+
+    #[test]
+    fn api_services() {
+        let names: Vec<String> = columns("apiregistration.k8s.io", "apiservices")
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["Name", "Service", "Available", "Age"]);
+        let local = json!({"metadata": {"name": "v1.apps", "creationTimestamp": ago(90)},
+            "status": {"conditions": [{"type": "Available", "status": "True", "reason": "Local"}]}});
+        assert_eq!(
+            cells("apiregistration.k8s.io", "apiservices", &local, now()),
+            vec![
+                json!("v1.apps"),
+                json!("Local"),
+                json!("True"),
+                json!("90s")
+            ]
+        );
+        let remote = json!({"metadata": {"name": "v1beta1.metrics.k8s.io"},
+            "spec": {"service": {"namespace": "kube-system", "name": "metrics-server"}},
+            "status": {"conditions": [{"type": "Available", "status": "False",
+                "reason": "MissingEndpoints"}]}});
+        let c = cells("apiregistration.k8s.io", "apiservices", &remote, now());
+        assert_eq!(c[1], json!("kube-system/metrics-server"));
+        assert_eq!(c[2], json!("False (MissingEndpoints)"));
+        let unknown = json!({"metadata": {"name": "x"}, "spec": {"service": {}}});
+        assert_eq!(
+            cells("apiregistration.k8s.io", "apiservices", &unknown, now())[1..3],
+            [json!("/"), json!("Unknown")]
+        );
     }
 
     #[test]

@@ -634,6 +634,9 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
     let (ri, obj) = if r.ri.is_events_view() {
         check_kind(r.ri, &obj, r.ri.kind)?;
         (core_events()?, kedge_api::events::events_to_core(&obj))
+    } else if r.ri.is_hpa_v1_view() {
+        check_kind(r.ri, &obj, r.ri.kind)?;
+        (hpa_storage()?, kedge_api::hpa::v1_to_v2(&obj))
     } else {
         (r.ri, obj)
     };
@@ -1235,6 +1238,8 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
     };
     let (ri, body) = if ri.is_events_view() {
         (core_events()?, kedge_api::events::events_to_core(&body))
+    } else if ri.is_hpa_v1_view() {
+        (hpa_storage()?, kedge_api::hpa::v1_to_v2(&body))
     } else {
         (ri, body)
     };
@@ -1372,6 +1377,12 @@ fn core_events() -> Result<&'static ResourceInfo, ApiError> {
     registry::lookup("", "v1", "events").ok_or_else(|| ApiError::internal("events not registered"))
 }
 
+/// The stored autoscaling/v2 HorizontalPodAutoscalers (v1 is a view).
+fn hpa_storage() -> Result<&'static ResourceInfo, ApiError> {
+    registry::lookup("autoscaling", "v2", "horizontalpodautoscalers")
+        .ok_or_else(|| ApiError::internal("horizontalpodautoscalers not registered"))
+}
+
 /// Respond with a stored object as this request's resource presents it.
 fn respond_stored(r: &Req, status: StatusCode, stored: Stored) -> Result<Response<Body>, ApiError> {
     if raw_is_view(r) {
@@ -1386,7 +1397,7 @@ fn respond_stored(r: &Req, status: StatusCode, stored: Stored) -> Result<Respons
 
 /// Whether stored bytes are exactly what this resource's clients see.
 pub(crate) fn raw_is_view(r: &Req) -> bool {
-    r.cr.is_none() && !r.ri.is_events_view()
+    r.cr.is_none() && !r.ri.is_events_view() && !r.ri.is_hpa_v1_view()
 }
 
 /// A stored object as this resource presents it: `events.k8s.io` Events are
@@ -1395,6 +1406,9 @@ pub(crate) fn raw_is_view(r: &Req) -> bool {
 pub(crate) fn view(ri: &ResourceInfo, obj: Value) -> Value {
     if ri.is_events_view() {
         return kedge_api::events::core_to_events(&obj);
+    }
+    if ri.is_hpa_v1_view() {
+        return kedge_api::hpa::v2_to_v1(&obj);
     }
     let mut obj = obj;
     let want = ri.api_version();
@@ -1586,6 +1600,13 @@ async fn server_side_apply(
             "server-side apply of events.k8s.io Events is not supported: apply the core/v1 Event",
         ));
     }
+    if ri.is_hpa_v1_view() {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "server-side apply of autoscaling/v1 HorizontalPodAutoscalers is not supported: apply autoscaling/v2",
+        ));
+    }
     let manager = r
         .query
         .field_manager
@@ -1771,7 +1792,14 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
     let warnings = std::sync::Mutex::new(Vec::new());
     let custom = r.cr.is_some();
     let events = ri.is_events_view();
-    let ri = if events { core_events()? } else { ri };
+    let hpa_v1 = ri.is_hpa_v1_view();
+    let ri = if events {
+        core_events()?
+    } else if hpa_v1 {
+        hpa_storage()?
+    } else {
+        ri
+    };
     let f = |cur: Value| {
         let shown = view(shown_ri, cur.clone());
         let target = PatchTarget {
@@ -1797,6 +1825,8 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
         }
         let patched = if events {
             kedge_api::events::events_to_core(&patched)
+        } else if hpa_v1 {
+            kedge_api::hpa::v1_to_v2(&patched)
         } else {
             patched
         };
@@ -1941,6 +1971,12 @@ fn is_namespace(ri: &ResourceInfo) -> bool {
 async fn delete(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let opts = delete_options(&r.headers, body, &r.query)?;
     let (status, v) = delete_object(srv, r.ri, ns_of(r), name_of(r), &opts).await?;
+    // A deleted (or finalizer-held) object is shown as this resource's view.
+    let v = if v.get("kind").and_then(Value::as_str) == Some("Status") {
+        v
+    } else {
+        view(r.ri, v)
+    };
     Ok(negotiate::respond(status, r.out, &v))
 }
 
@@ -2106,7 +2142,7 @@ async fn delete_collection(
         let name = meta::name(&obj).to_string();
         let ns = meta::namespace(&obj).map(str::to_string);
         match delete_object(srv, r.ri, ns.as_deref(), &name, &opts).await {
-            Ok(_) => deleted.push(obj),
+            Ok(_) => deleted.push(view(r.ri, obj)),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }

@@ -59,7 +59,7 @@ impl Encoder {
                 };
                 buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
             }
-            _ if self.cr.is_some() || self.ri.is_events_view() => {
+            _ if self.cr.is_some() || self.ri.is_events_view() || self.ri.is_hpa_v1_view() => {
                 let v = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
                 let v = crate::handler::view(self.ri, v);
                 buf.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
