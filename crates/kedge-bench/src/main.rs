@@ -1,11 +1,12 @@
 //! `kedge-bench`: starts real `kedge server` processes and measures start
-//! time, footprint, API throughput and latency, watch lag and idle disk
-//! writes; prints one markdown table and saves it (and JSON) under
-//! `bench-out/`. docs/benchmarks.md explains every method.
+//! time, footprint, API throughput and latency, watch lag, idle disk
+//! writes, and `kubectl apply` and patch costs; prints one markdown table
+//! and saves it (and JSON) under `bench-out/`. docs/benchmarks.md explains every method.
 //!
 //! It drives kedge only through its binary and its API, like any client;
 //! it links no kedge crate.
 
+mod apply;
 mod load;
 mod probe;
 mod rawsql;
@@ -40,6 +41,8 @@ pub enum Section {
     List,
     /// Watch delivery lag
     Watch,
+    /// kubectl apply of a 500-object manifest vs plain POSTs; patch and apply latency
+    Apply,
 }
 
 #[derive(Parser, Debug)]
@@ -84,6 +87,15 @@ struct Cli {
     /// Concurrent watch streams
     #[arg(long, default_value_t = 100)]
     watchers: usize,
+    /// Objects in the applied manifest (a multiple of 10)
+    #[arg(long, default_value_t = 500)]
+    apply_objects: usize,
+    /// Length of each back-to-back patch/get window, seconds [default: 5; --quick: 2]
+    #[arg(long)]
+    patch_secs: Option<f64>,
+    /// The kubectl binary [default: the Cloud SDK's kubectl.1.33, else /usr/bin/kubectl, else PATH]
+    #[arg(long)]
+    kubectl: Option<PathBuf>,
     /// Also write the table into the "Latest results" section of this file
     /// (between the kedge-bench:results markers), e.g. docs/benchmarks.md
     #[arg(long)]
@@ -114,6 +126,10 @@ impl Cli {
             watchers: self.watchers,
             watch_writes: 200,
             watch_rate: 50.0,
+            apply_runs: runs(3, 1),
+            apply_objects: self.apply_objects,
+            patch_secs: self.patch_secs.unwrap_or(if q { 2.0 } else { 5.0 }),
+            kubectl: self.kubectl.clone().unwrap_or_else(apply::default_kubectl),
         }
     }
 }
@@ -149,6 +165,11 @@ async fn run(cli: Cli) -> Result<()> {
     let mut plan = cli.plan(work.clone());
     plan.kedge = kedge;
     let wanted = |s: Section| cli.only.is_empty() || cli.only.contains(&s);
+    let unit = apply::NAMESPACES * apply::PER_APP;
+    anyhow::ensure!(
+        cli.apply_objects > 0 && cli.apply_objects.is_multiple_of(unit),
+        "--apply-objects must be a positive multiple of {unit}"
+    );
 
     let mut rows: Vec<Row> = Vec::new();
     if wanted(Section::Size) {
@@ -173,6 +194,9 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await,
         );
+    }
+    if wanted(Section::Apply) {
+        rows.extend(sections::apply(&plan).await);
     }
 
     let report = Report {

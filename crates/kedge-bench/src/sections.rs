@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use crate::apply::{self, Op};
 use crate::load;
 use crate::probe::ReadyzProbe;
 use crate::rawsql;
@@ -36,6 +37,10 @@ pub struct Plan {
     pub watchers: usize,
     pub watch_writes: usize,
     pub watch_rate: f64,
+    pub apply_runs: usize,
+    pub apply_objects: usize,
+    pub patch_secs: f64,
+    pub kubectl: PathBuf,
 }
 
 const READYZ_POLL: Duration = Duration::from_millis(2);
@@ -613,4 +618,400 @@ async fn watch_rows(plan: &Plan, server: &KedgeServer) -> Result<Vec<Row>> {
             json!({ "p50_ms": median(&a50), "p99_ms": median(&a99), "runs_p50_ms": a50, "runs_p99_ms": a99 }),
         ),
     ])
+}
+
+// ---- 9. kubectl apply of a big manifest; patch and apply latency ----
+
+pub async fn apply(plan: &Plan) -> Vec<Row> {
+    let mut server = match ready_server(plan, "apply").await {
+        Ok(s) => s,
+        Err(e) => return vec![Row::error("API server for apply", &e)],
+    };
+    let mut rows = Vec::new();
+    // A server that died says so in the error row.
+    let died = |server: &mut KedgeServer, e: anyhow::Error| match server.exited() {
+        Some(why) => e.context(why),
+        None => e,
+    };
+    match manifest_rows(plan, &server).await {
+        Ok(r) => rows.extend(r),
+        Err(e) => rows.push(Row::error(
+            &format!("kubectl apply of {} objects", plan.apply_objects),
+            &died(&mut server, e),
+        )),
+    }
+    match patch_rows(plan, &server).await {
+        Ok(r) => rows.extend(r),
+        Err(e) => rows.push(Row::error("Patch / apply latency", &died(&mut server, e))),
+    }
+    if let Err(e) = server.stop() {
+        eprintln!("stopping the apply server: {e:#}");
+    }
+    rows
+}
+
+/// How one manifest is put on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    ClientSide,
+    ServerSide,
+    /// `--validate=false`, for reference: kubectl without its own
+    /// per-object OpenAPI work.
+    ClientSideNoValidate,
+    ServerSideNoValidate,
+    Post,
+}
+
+impl Way {
+    const ALL: [Way; 5] = [
+        Way::ClientSide,
+        Way::ServerSide,
+        Way::Post,
+        Way::ClientSideNoValidate,
+        Way::ServerSideNoValidate,
+    ];
+
+    fn tag(self) -> &'static str {
+        match self {
+            Way::ClientSide => "csa",
+            Way::ServerSide => "ssa",
+            Way::ClientSideNoValidate => "csanv",
+            Way::ServerSideNoValidate => "ssanv",
+            Way::Post => "post",
+        }
+    }
+
+    /// kubectl's arguments before the file, and the verb it prints per
+    /// object; None for plain POSTs.
+    fn kubectl(self) -> Option<(&'static [&'static str], &'static str)> {
+        match self {
+            Way::ClientSide => Some((&["apply"], "created")),
+            Way::ServerSide => Some((&["apply", "--server-side"], "serverside-applied")),
+            Way::ClientSideNoValidate => Some((&["apply", "--validate=false"], "created")),
+            Way::ServerSideNoValidate => Some((
+                &["apply", "--server-side", "--validate=false"],
+                "serverside-applied",
+            )),
+            Way::Post => None,
+        }
+    }
+}
+
+/// Wall time, server CPU and kubectl CPU of every run of one way.
+#[derive(Default, Clone)]
+struct WayRuns {
+    wall_s: Vec<f64>,
+    server_cpu_s: Vec<f64>,
+    client_cpu_s: Vec<f64>,
+}
+
+async fn create_namespaces(client: &kube::Client, names: &[String]) -> Result<()> {
+    for ns in names {
+        load::create_namespace(client, ns).await?;
+    }
+    Ok(())
+}
+
+/// Delete `names` and wait until they are gone (their objects with them),
+/// so the next measurement finds the store as the first one did.
+async fn delete_namespaces(client: &kube::Client, names: &[String]) -> Result<()> {
+    for ns in names {
+        let path = format!("/api/v1/namespaces/{ns}");
+        let (status, body) = load::send(client, "DELETE", &path, None, Vec::new()).await?;
+        anyhow::ensure!(
+            matches!(status, 200 | 202),
+            "DELETE {path}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for ns in names {
+        let path = format!("/api/v1/namespaces/{ns}");
+        loop {
+            let (status, _) = load::send(client, "GET", &path, None, Vec::new()).await?;
+            if status == 404 {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "namespace {ns} still there 120 s after its DELETE"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn manifest_rows(plan: &Plan, server: &KedgeServer) -> Result<Vec<Row>> {
+    let n = plan.apply_objects;
+    let version = apply::kubectl_version(&plan.kubectl)
+        .with_context(|| format!("no working kubectl at {}", plan.kubectl.display()))?;
+    let kubeconfig = server.dir.join("kubeconfig.yaml");
+    let cache = server.dir.join("kubectl-cache");
+    let files = server.dir.join("manifests");
+    std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
+    let pid = server.pid()?;
+    let client = server.client().await?;
+    let ns_set = |tag: &str| -> Vec<String> {
+        (0..apply::NAMESPACES)
+            .map(|i| format!("apply-{tag}-{}", char::from(b'a' + i as u8)))
+            .collect()
+    };
+    let kubectl = |args: Vec<String>| {
+        let (kc, cache) = (kubeconfig.clone(), cache.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            apply::kubectl(&plan.kubectl, &kc, &cache, &args).await
+        }
+    };
+
+    // Warm-up, unmeasured: kubectl fills its discovery and OpenAPI cache
+    // (as any kubectl that ran before would have), the client connects.
+    let warm = ns_set("warm");
+    create_namespaces(&client, &warm).await?;
+    let warm_file = files.join("warm.yaml");
+    std::fs::write(
+        &warm_file,
+        apply::multi_doc_yaml(&apply::manifest_objects(
+            &warm,
+            apply::NAMESPACES * apply::PER_APP,
+        )),
+    )?;
+    let warm_path = warm_file.to_string_lossy().to_string();
+    let w1 = kubectl(vec!["apply".into(), "-f".into(), warm_path.clone()]).await?;
+    let w2 = kubectl(vec![
+        "apply".into(),
+        "--server-side".into(),
+        "-f".into(),
+        warm_path,
+    ])
+    .await?;
+    eprintln!(
+        "[apply] warm-up ({version}): apply -f {:.2} s, --server-side {:.2} s",
+        w1.wall.as_secs_f64(),
+        w2.wall.as_secs_f64()
+    );
+
+    let mut results = vec![WayRuns::default(); Way::ALL.len()];
+    let mut manifest_bytes = 0;
+    for r in 0..plan.apply_runs {
+        // Rotate the order, so no way always runs first.
+        for k in 0..Way::ALL.len() {
+            let w = (r + k) % Way::ALL.len();
+            let way = Way::ALL[w];
+            let names = ns_set(&format!("{}{r}", way.tag()));
+            create_namespaces(&client, &names).await?;
+            let objects = apply::manifest_objects(&names, n);
+            let file = files.join(format!("{}-{r}.yaml", way.tag()));
+            let text = apply::multi_doc_yaml(&objects);
+            manifest_bytes = text.len();
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+            apply::settle(server).await?;
+            let cpu0 = apply::process_cpu(pid)?;
+            let (wall, client_cpu) = match way.kubectl() {
+                Some((args, verb)) => {
+                    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                    args.extend(["-f".to_string(), file.to_string_lossy().to_string()]);
+                    let what = args.join(" ");
+                    let run = kubectl(args).await?;
+                    let done = apply::count_verb(&run.stdout, verb);
+                    anyhow::ensure!(done == n, "kubectl {what}: {done} of {n} objects {verb}");
+                    (run.wall, run.cpu_s)
+                }
+                None => (apply::post_all(&client, &objects).await?, f64::NAN),
+            };
+            let server_cpu = apply::process_cpu(pid)? - cpu0;
+            delete_namespaces(&client, &names).await?;
+            let runs = &mut results[w];
+            runs.wall_s.push(wall.as_secs_f64());
+            runs.server_cpu_s.push(server_cpu);
+            runs.client_cpu_s.push(client_cpu);
+            eprintln!(
+                "[apply] run {}/{}: {way:?} {:.2} s (kedge CPU {server_cpu:.2} s, kubectl CPU {client_cpu:.2} s)",
+                r + 1,
+                plan.apply_runs,
+                wall.as_secs_f64()
+            );
+        }
+    }
+
+    let get = |way: Way| {
+        let i = Way::ALL.iter().position(|w| *w == way).unwrap_or(0);
+        results[i].clone()
+    };
+    let (csa, ssa, post) = (get(Way::ClientSide), get(Way::ServerSide), get(Way::Post));
+    let (csa_nv, ssa_nv) = (
+        get(Way::ClientSideNoValidate),
+        get(Way::ServerSideNoValidate),
+    );
+    let runs = plan.apply_runs;
+    let time_row = |metric: String, w: &WayRuns, how: String| {
+        let m = median(&w.wall_s);
+        let (kc, kd) = (median(&w.client_cpu_s), median(&w.server_cpu_s));
+        let cpu = if kc.is_nan() {
+            format!("kedge CPU {} s", fmt_num(kd))
+        } else {
+            format!("CPU: kubectl {} s, kedge {} s", fmt_num(kc), fmt_num(kd))
+        };
+        Row::new(
+            &metric,
+            format!(
+                "{} s ({} ms/object; {cpu})",
+                fmt_num(m),
+                fmt_num(m * 1000.0 / n as f64)
+            ),
+            "report",
+            Verdict::Report,
+            format!("{how}; {}", runs_phrase(runs)),
+            json!({
+                "median_s": m,
+                "runs_s": w.wall_s,
+                "objects": n,
+                "median_kubectl_cpu_s": kc,
+                "median_server_cpu_s": kd,
+                "runs_kubectl_cpu_s": w.client_cpu_s,
+                "runs_server_cpu_s": w.server_cpu_s,
+            }),
+        )
+    };
+    let floor = median(&post.wall_s);
+    let ratio_row = |metric: &str, w: &WayRuns, nv: &WayRuns| {
+        let (x, y) = (median(&w.wall_s) / floor, median(&nv.wall_s) / floor);
+        Row::new(
+            metric,
+            format!("{}x ({}x with --validate=false)", fmt_num(x), fmt_num(y)),
+            "report",
+            Verdict::Report,
+            format!(
+                "ratio of the wall-time medians; in brackets the same apply with --validate=false ({} s), for reference",
+                fmt_num(median(&nv.wall_s))
+            ),
+            json!({
+                "ratio": x,
+                "ratio_validate_false": y,
+                "validate_false_median_s": median(&nv.wall_s),
+                "validate_false_runs_s": nv.wall_s,
+                "validate_false_runs_kubectl_cpu_s": nv.client_cpu_s,
+                "validate_false_runs_server_cpu_s": nv.server_cpu_s,
+            }),
+        )
+    };
+    let what = format!(
+        "one {n}-doc YAML ({} KB: ConfigMaps, Secrets, Services, Deployments) into {} new namespaces",
+        manifest_bytes / 1000,
+        apply::NAMESPACES
+    );
+    let mut rows = vec![
+        time_row(
+            format!("kubectl apply -f, {n} objects"),
+            &csa,
+            format!("kubectl {version}, {what}, default validation; spawn -> exit"),
+        ),
+        time_row(
+            format!("kubectl apply --server-side -f, {n} objects"),
+            &ssa,
+            "same with --server-side".to_string(),
+        ),
+        time_row(
+            format!("Plain POSTs of the same {n} objects, 1 client"),
+            &post,
+            "the floor: one kube::Client POSTs each object as JSON, one at a time".to_string(),
+        ),
+        ratio_row("kubectl apply -f / plain POSTs", &csa, &csa_nv),
+        ratio_row(
+            "kubectl apply --server-side -f / plain POSTs",
+            &ssa,
+            &ssa_nv,
+        ),
+    ];
+    if let Some(r) = rows.first_mut() {
+        r.data["kubectl"] = json!(plan.kubectl.display().to_string());
+        r.data["kubectl_version"] = json!(version);
+        r.data["manifest_bytes"] = json!(manifest_bytes);
+        r.data["warmup_s"] = json!([w1.wall.as_secs_f64(), w2.wall.as_secs_f64()]);
+    }
+    Ok(rows)
+}
+
+async fn patch_rows(plan: &Plan, server: &KedgeServer) -> Result<Vec<Row>> {
+    const NS: &str = "apply-latency";
+    const NAME: &str = "lat";
+    let client = server.client().await?;
+    load::create_namespace(&client, NS).await?;
+    let body = apply::deployment(NS, NAME).to_string().into_bytes();
+    let path = format!("/apis/apps/v1/namespaces/{NS}/deployments");
+    let (status, resp) = load::send(&client, "POST", &path, Some("application/json"), body).await?;
+    anyhow::ensure!(
+        status == 201,
+        "POST {path}: HTTP {status}: {}",
+        String::from_utf8_lossy(&resp)
+    );
+    // Each kind counts its requests across runs, so its flips continue.
+    let mut next = [0u64; Op::ALL.len()];
+    for (i, op) in Op::ALL.iter().enumerate() {
+        apply::op_loop(
+            &client,
+            NS,
+            NAME,
+            *op,
+            &mut next[i],
+            Duration::from_secs(10),
+            Some(20),
+        )
+        .await?;
+    }
+    apply::settle(server).await?;
+    let window = Duration::from_secs_f64(plan.patch_secs);
+    let mut p50 = vec![Vec::new(); Op::ALL.len()];
+    let mut p99 = vec![Vec::new(); Op::ALL.len()];
+    let mut rate = vec![Vec::new(); Op::ALL.len()];
+    let mut unchanged = [0u64; Op::ALL.len()];
+    for r in 0..plan.apply_runs {
+        for (i, op) in Op::ALL.iter().enumerate() {
+            let run = apply::op_loop(&client, NS, NAME, *op, &mut next[i], window, None).await?;
+            let s = Summary::of(run.latencies);
+            p50[i].push(s.p50);
+            p99[i].push(s.p99);
+            rate[i].push(s.n as f64 / plan.patch_secs);
+            unchanged[i] += run.unchanged;
+            eprintln!(
+                "[apply] run {}/{}: {} p50 {:.2} p99 {:.2} ms ({:.0}/s)",
+                r + 1,
+                plan.apply_runs,
+                op.key(),
+                s.p50,
+                s.p99,
+                s.n as f64 / plan.patch_secs
+            );
+        }
+    }
+    apply::check_patched(&client, NS, NAME).await?;
+    let n = plan.apply_runs;
+    let window = secs(plan.patch_secs);
+    Ok(Op::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let (metric, phrase) = (op.metric(), op.phrase());
+            let (a, b, r) = (median(&p50[i]), median(&p99[i]), median(&rate[i]));
+            let noop = unchanged[i];
+            Row::new(
+                metric,
+                format!("{} / {} ms ({}/s)", fmt_num(a), fmt_num(b), fmt_num(r)),
+                "report",
+                if noop == 0 { Verdict::Report } else { Verdict::Fail },
+                format!(
+                    "{phrase}, back to back for {window}; {}{}",
+                    runs_phrase(n),
+                    if noop > 0 {
+                        format!("; {noop} patches changed nothing")
+                    } else {
+                        String::new()
+                    }
+                ),
+                json!({ "p50_ms": a, "p99_ms": b, "per_s": r, "runs_p50_ms": p50[i], "runs_p99_ms": p99[i],
+                        "runs_per_s": rate[i], "unchanged": noop }),
+            )
+        })
+        .collect())
 }

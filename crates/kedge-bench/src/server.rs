@@ -97,6 +97,12 @@ impl KedgeServer {
         }
     }
 
+    /// If the process has exited: its status and the end of its log.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        Some(format!("kedge exited with {status}: {}", self.log_tail()))
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         let start = log.len().saturating_sub(2000);
