@@ -1202,25 +1202,9 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
     let sub = r.sub.clone();
     let ri = r.ri;
     if sub.as_deref() == Some("scale") {
-        check_kind(ri, &json!({"apiVersion": ri.api_version()}), ri.kind)?;
         let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64);
         let rv = meta::resource_version(&body).map(str::to_string);
-        let stored = scale_update(
-            srv,
-            ri,
-            ns.as_deref(),
-            &name,
-            replicas,
-            rv,
-            r.query.dry_run,
-            &manager_of(r),
-        )
-        .await?;
-        return Ok(negotiate::respond(
-            StatusCode::OK,
-            r.out,
-            &to_scale(ri, srv.crds.of(ri).as_deref(), &stored)?,
-        ));
+        return write_scale(srv, r, replicas, rv).await;
     }
     let expected_kind = if sub.as_deref() == Some("finalize") {
         "Namespace"
@@ -1273,6 +1257,31 @@ async fn update(srv: &ApiServer, r: &Req, raw_body: &[u8]) -> Result<Response<Bo
     Ok(with_warnings(
         respond_stored(r, StatusCode::OK, stored)?,
         &warnings,
+    ))
+}
+
+/// Set the replicas of a scalable object and answer with its Scale.
+async fn write_scale(
+    srv: &ApiServer,
+    r: &Req,
+    replicas: Option<i64>,
+    rv: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let stored = scale_update(
+        srv,
+        r.ri,
+        ns_of(r),
+        name_of(r),
+        replicas,
+        rv,
+        r.query.dry_run,
+        &manager_of(r),
+    )
+    .await?;
+    Ok(negotiate::respond(
+        StatusCode::OK,
+        r.out,
+        &to_scale(r.ri, r.cr.as_deref(), &stored)?,
     ))
 }
 
@@ -1766,22 +1775,7 @@ async fn patch(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>, 
         let rv = meta::resource_version(&patched)
             .filter(|rv| Some(*rv) != meta::resource_version(&scale))
             .map(str::to_string);
-        let stored = scale_update(
-            srv,
-            ri,
-            ns.as_deref(),
-            &name,
-            replicas,
-            rv,
-            r.query.dry_run,
-            &manager_of(r),
-        )
-        .await?;
-        return Ok(negotiate::respond(
-            StatusCode::OK,
-            r.out,
-            &to_scale(ri, srv.crds.of(ri).as_deref(), &stored)?,
-        ));
+        return write_scale(srv, r, replicas, rv).await;
     }
     let headers = r.headers.clone();
     let body = body.to_vec();
