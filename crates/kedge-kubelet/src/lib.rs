@@ -16,6 +16,7 @@ pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod host;
+pub mod podspec;
 
 pub use cni::{CniConfig, CniError, PodCidr};
 pub use containerd::{
