@@ -1894,16 +1894,11 @@ fn delete_options(headers: &HeaderMap, body: &[u8], q: &Query) -> Result<DeleteO
         }
         if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
             if o.propagation.is_some() {
-                return Err(ApiError::invalid(
-                    "meta.k8s.io",
-                    "DeleteOptions",
-                    "",
-                    vec![Cause::invalid(
-                        "propagationPolicy",
-                        &json!(o.propagation),
-                        "orphanDependents and deletionPropagation cannot be both set",
-                    )],
-                ));
+                return Err(invalid_delete_options(Cause::invalid(
+                    "propagationPolicy",
+                    &json!(o.propagation),
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )));
             }
             o.propagation = Some(if orphan { "Orphan" } else { "Background" }.to_string());
         }
@@ -1913,31 +1908,26 @@ fn delete_options(headers: &HeaderMap, body: &[u8], q: &Query) -> Result<DeleteO
     }
     if let Some(p) = &o.propagation {
         if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "DeleteOptions",
-                "",
-                vec![Cause::not_supported(
-                    "propagationPolicy",
-                    &json!(p),
-                    &["Foreground", "Background", "Orphan", "nil"],
-                )],
-            ));
+            return Err(invalid_delete_options(Cause::not_supported(
+                "propagationPolicy",
+                &json!(p),
+                &["Foreground", "Background", "Orphan", "nil"],
+            )));
         }
     }
     if o.grace_period.is_some_and(|g| g < 0) {
-        return Err(ApiError::invalid(
-            "meta.k8s.io",
-            "DeleteOptions",
-            "",
-            vec![Cause::invalid(
-                "gracePeriodSeconds",
-                &json!(o.grace_period),
-                "must be greater than or equal to 0",
-            )],
-        ));
+        return Err(invalid_delete_options(Cause::invalid(
+            "gracePeriodSeconds",
+            &json!(o.grace_period),
+            "must be greater than or equal to 0",
+        )));
     }
     Ok(o)
+}
+
+/// A 422 for bad DeleteOptions.
+fn invalid_delete_options(cause: Cause) -> ApiError {
+    ApiError::invalid("meta.k8s.io", "DeleteOptions", "", vec![cause])
 }
 
 /// Kinds whose DELETE answers with the deleted object rather than a Status.
