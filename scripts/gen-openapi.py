@@ -100,7 +100,7 @@ KEDGE_RESOURCES = {
         "endpoints": [],
         "configmaps": [],
         "secrets": [],
-        "serviceaccounts": [],
+        "serviceaccounts": ["token"],
         "events": [],
         "podtemplates": [],
         "limitranges": [],

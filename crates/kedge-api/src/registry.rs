@@ -179,7 +179,10 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     cats(
         short(
-            subs(r("", "Pod", "pods", "pod", true), &["status", "binding"]),
+            subs(
+                r("", "Pod", "pods", "pod", true),
+                &["attach", "binding", "exec", "log", "portforward", "status"],
+            ),
             &["po"],
         ),
         ALL,
@@ -200,12 +203,15 @@ pub static RESOURCES: &[ResourceInfo] = &[
     short(r("", "ConfigMap", "configmaps", "configmap", true), &["cm"]),
     r("", "Secret", "secrets", "secret", true),
     short(
-        r(
-            "",
-            "ServiceAccount",
-            "serviceaccounts",
-            "serviceaccount",
-            true,
+        subs(
+            r(
+                "",
+                "ServiceAccount",
+                "serviceaccounts",
+                "serviceaccount",
+                true,
+            ),
+            &["token"],
         ),
         &["sa"],
     ),
@@ -748,6 +754,11 @@ pub fn subresource_info(
     match sub {
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", &["create"]),
+        "attach" => ("", "v1", "PodAttachOptions", &["create", "get"]),
+        "exec" => ("", "v1", "PodExecOptions", &["create", "get"]),
+        "log" => ("", "v1", "Pod", &["get"]),
+        "portforward" => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
         "approval" => (ri.group, ri.version, ri.kind, &["get", "patch", "update"]),
         _ => (ri.group, ri.version, ri.kind, &["get", "patch", "update"]),

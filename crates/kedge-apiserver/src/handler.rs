@@ -87,6 +87,10 @@ async fn handle_inner(
         if !ri.has_subresource(sub) {
             return Err(ApiError::not_found_path());
         }
+        // Served by the node proxy (GET/POST); nothing else here.
+        if matches!(sub.as_str(), "attach" | "exec" | "log" | "portforward") {
+            return Err(ApiError::method_not_allowed());
+        }
     }
     let query = Query::parse(req.uri().query())?;
     let method = req.method().clone();
@@ -96,14 +100,18 @@ async fn handle_inner(
         (&Method::GET, false) => "list",
         (&Method::GET, true) => "get",
         (&Method::POST, false) => "create",
-        (&Method::POST, true) if rp.subresource.as_deref() == Some("binding") => "create",
+        (&Method::POST, true) if matches!(rp.subresource.as_deref(), Some("binding" | "token")) => {
+            "create"
+        }
         (&Method::PUT, true) => "update",
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) if rp.subresource.is_none() => "delete",
         (&Method::DELETE, false) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
     };
-    if registry::is_create_only(ri) && verb != "create" {
+    if (registry::is_create_only(ri) || rp.subresource.as_deref() == Some("token"))
+        && verb != "create"
+    {
         return Err(ApiError::method_not_allowed());
     }
     auth::authorize(
@@ -626,6 +634,9 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
     if r.sub.as_deref() == Some("binding") || r.ri.plural == "bindings" {
         return bind(srv, r, obj).await;
     }
+    if r.sub.as_deref() == Some("token") {
+        return crate::tokens::request::create(srv, r, obj).await;
+    }
     let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
     let dups = fieldvalidation::duplicate_fields(body, is_json(&r.headers), fv);
     let mut obj = obj;
@@ -792,6 +803,9 @@ pub(crate) async fn create_object(
                 "create not allowed while custom resource definition is terminating",
             ));
         }
+    }
+    if ri.group.is_empty() && ri.plural == "pods" {
+        crate::tokens::admission::admit_pod(srv, ns.unwrap_or(""), &mut obj).await?;
     }
     strategy::prepare_for_create(ri, &mut obj);
     if ri.group == "apiextensions.k8s.io" && ri.plural == "customresourcedefinitions" {

@@ -13,11 +13,14 @@ mod handler;
 mod ipalloc;
 mod lifecycle;
 mod negotiate;
+mod nodeipam;
+mod nodeproxy;
 mod openapi;
 mod path;
 mod query;
 mod reviews;
 mod server;
+mod tokens;
 mod watch;
 
 pub use auth::{Authenticator, User};

@@ -2,7 +2,7 @@
 //! computed from the current authenticator and authorizer, never stored.
 //! `kubectl auth can-i` and `kubectl auth whoami` use them.
 
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use kedge_api::registry::ResourceInfo;
 use kedge_api::status::Cause;
 use kedge_api::ApiError;
@@ -102,7 +102,14 @@ pub fn answer(
             if name.is_empty() && groups.is_empty() {
                 return Err(invalid(ri, "spec.user"));
             }
-            decide(&User { name, groups }, &spec)
+            decide(
+                &User {
+                    name,
+                    groups,
+                    ..Default::default()
+                },
+                &spec,
+            )
         }
         "selfsubjectrulesreviews" => {
             let masters = user.groups.iter().any(|g| g == "system:masters");
@@ -125,29 +132,24 @@ pub fn answer(
             if token.is_empty() {
                 return Err(invalid(ri, "spec.token"));
             }
-            let mut h = HeaderMap::new();
-            match http::HeaderValue::from_str(&format!("Bearer {token}")) {
-                Ok(v) => {
-                    h.insert(http::header::AUTHORIZATION, v);
+            let audiences: Vec<String> = spec
+                .get("audiences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let requested = (!audiences.is_empty()).then_some(audiences.as_slice());
+            match authn.authenticate_token(token.trim(), requested) {
+                Ok((u, auds)) => {
+                    json!({"authenticated": true, "user": user_info(&u), "audiences": auds})
                 }
-                Err(_) => {
-                    return Ok((
-                        StatusCode::CREATED,
-                        with_status(
-                            obj,
-                            json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
-                        ),
-                    ))
-                }
-            }
-            match authn.authenticate(&h, None) {
-                Ok(Some(u)) => {
-                    json!({"authenticated": true, "user": {"username": u.name, "groups": u.groups}, "audiences": spec.get("audiences").cloned().unwrap_or(json!([]))})
-                }
-                _ => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+                Err(why) => json!({"authenticated": false, "user": {}, "error": why}),
             }
         }
-        "selfsubjectreviews" => json!({"userInfo": {"username": user.name, "groups": user.groups}}),
+        "selfsubjectreviews" => json!({"userInfo": user_info(user)}),
         _ => return Err(ApiError::not_found_path()),
     };
     if let Some(o) = obj.as_object_mut() {
@@ -156,6 +158,20 @@ pub fn answer(
         o.entry("metadata").or_insert_with(|| json!({}));
     }
     Ok((StatusCode::CREATED, with_status(obj, status)))
+}
+
+/// An `authentication.k8s.io/v1` UserInfo (empty fields omitted).
+fn user_info(u: &User) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("username".into(), json!(u.name));
+    if !u.uid.is_empty() {
+        m.insert("uid".into(), json!(u.uid));
+    }
+    m.insert("groups".into(), json!(u.groups));
+    if !u.extra.is_empty() {
+        m.insert("extra".into(), json!(u.extra));
+    }
+    Value::Object(m)
 }
 
 fn with_status(mut obj: Value, status: Value) -> Value {

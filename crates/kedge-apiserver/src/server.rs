@@ -76,6 +76,9 @@ pub struct Config {
     pub watch_timeout: Duration,
     /// The cluster CA published in every namespace as `kube-root-ca.crt`.
     pub root_ca_pem: String,
+    /// Signs and verifies service-account tokens; `None` serves no
+    /// `serviceaccounts/token` and accepts no service-account JWTs.
+    pub service_account_key: Option<Arc<kedge_pki::ServiceAccountKey>>,
 }
 
 /// The API server: shared by every connection.
@@ -87,6 +90,8 @@ pub struct ApiServer {
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
     /// Resources added by CustomResourceDefinitions.
     pub(crate) crds: crate::crd::CrdRegistry,
+    /// TLS to node agents for pods/log, exec, attach, portforward (`nodeproxy`).
+    pub(crate) kubelet_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     ready: AtomicBool,
 }
 
@@ -94,6 +99,10 @@ impl ApiServer {
     pub fn new(store: Arc<SqliteStore>, config: Config) -> Arc<Self> {
         let authn = Authenticator {
             token: config.token.clone(),
+            service_accounts: config
+                .service_account_key
+                .clone()
+                .map(|k| Arc::new(crate::tokens::ServiceAccountTokens::new(k, store.clone()))),
         };
         Arc::new(ApiServer {
             store,
@@ -101,6 +110,7 @@ impl ApiServer {
             authn,
             alloc_lock: tokio::sync::Mutex::new(()),
             crds: Default::default(),
+            kubelet_client: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         })
     }
@@ -114,6 +124,7 @@ impl ApiServer {
         crate::lifecycle::prepare(self).await?;
         tokio::spawn(crate::crd::run(self.clone()));
         tokio::spawn(crate::lifecycle::run(self.clone()));
+        tokio::spawn(crate::nodeipam::run(self.clone()));
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -259,6 +270,9 @@ async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
         Route::GroupVersion { group, version } => {
             discovery::group_version(&srv.resources(), &group, &version)
                 .unwrap_or_else(|| negotiate::error_response(&ApiError::not_found_path()))
+        }
+        Route::Resource(rp) if crate::nodeproxy::serves(&rp) => {
+            crate::nodeproxy::handle(srv, user, rp, req).await
         }
         Route::Resource(rp) => handler::handle(srv, user, rp, req).await,
         Route::Other => negotiate::error_response(&ApiError::not_found_path()),

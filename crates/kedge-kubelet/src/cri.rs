@@ -33,9 +33,10 @@ pub use fake::{ExecHandler, FakeRuntime};
 pub use import::CtrImporter;
 
 use api::{
-    AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerStatusResponse,
-    ExecSyncResponse, Image, ImageFilter, ImageSpec, PodSandbox, PodSandboxConfig,
-    PodSandboxFilter, PodSandboxStatusResponse, VersionResponse,
+    AttachRequest, AuthConfig, Container, ContainerConfig, ContainerFilter,
+    ContainerStatusResponse, ExecRequest, ExecSyncResponse, Image, ImageFilter, ImageSpec,
+    PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatusResponse, PortForwardRequest,
+    RuntimeStatus, VersionResponse,
 };
 
 /// Errors of CRI calls, real or fake.
@@ -189,6 +190,24 @@ pub trait RuntimeService: Send + Sync {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecSyncResponse>> + Send;
+
+    /// The runtime's conditions (`RuntimeReady`, `NetworkReady`).
+    fn status(&self) -> impl Future<Output = Result<RuntimeStatus>> + Send;
+
+    /// A streaming URL for an interactive exec (`Exec`).
+    fn exec(&self, request: ExecRequest) -> impl Future<Output = Result<String>> + Send;
+
+    /// A streaming URL to attach to a running container (`Attach`).
+    fn attach(&self, request: AttachRequest) -> impl Future<Output = Result<String>> + Send;
+
+    /// A streaming URL to forward ports of a sandbox (`PortForward`).
+    fn port_forward(
+        &self,
+        request: PortForwardRequest,
+    ) -> impl Future<Output = Result<String>> + Send;
+
+    /// Ask the runtime to reopen a container's log file (after rotation).
+    fn reopen_container_log(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The image half of CRI, plus import of image tarballs.

@@ -12,11 +12,22 @@
 //! (network namespaces, the pod bridge, cgroups). It never signals a process
 //! group: containerd gets SIGTERM alone so that running pods survive kedge.
 
+pub mod agent;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod host;
+pub mod images;
+pub mod logs;
+pub mod node;
+pub mod pods;
 pub mod podspec;
+pub mod probe;
+pub mod server;
+pub mod streaming;
+#[doc(hidden)]
+pub mod testing;
+pub mod volumes;
 
 pub use cni::{CniConfig, CniError, PodCidr};
 pub use containerd::{
@@ -25,3 +36,6 @@ pub use containerd::{
 };
 pub use cri::{CriClient, CriError, CtrImporter, FakeRuntime, ImageService, RuntimeService};
 pub use host::HostFacts;
+pub use node::{
+    NodeAgent, NodeAgentConfig, NodeError, NodeHandle, NodeResources, NodeState, PodNetworkConfig,
+};

@@ -36,7 +36,7 @@ pub const ADMIN_USER: &str = "system:admin";
 /// Group of the admin client certificate; Kubernetes' RBAC grants it everything.
 pub const ADMIN_GROUP: &str = "system:masters";
 
-const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 const KEY_MODE: u32 = 0o600;
 const CERT_MODE: u32 = 0o644;
 /// Leaf certificates this close to expiry are renewed at start-up, as K3s does.
@@ -137,7 +137,7 @@ pub fn issue_client_cert(
     Ok((issued.cert_pem, issued.key_pem))
 }
 
-fn load_or_generate_ca(
+pub(crate) fn load_or_generate_ca(
     dir: &Path,
     cert_name: &str,
     key_name: &str,
@@ -167,7 +167,7 @@ fn load_or_generate_ca(
 
 /// Returns the leaf stored as `cert_name`/`key_name`, issuing it again when it no
 /// longer fits `spec` (see [`ensure_pki`]).
-fn ensure_leaf(
+pub(crate) fn ensure_leaf(
     dir: &Path,
     cert_name: &str,
     key_name: &str,

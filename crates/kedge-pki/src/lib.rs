@@ -19,6 +19,8 @@ mod cluster;
 mod error;
 mod identity;
 mod kubeconfig;
+mod kubelet;
+mod sakey;
 mod san;
 mod subject;
 mod tls;
@@ -31,4 +33,14 @@ pub use cluster::{
 pub use error::{Error, Result};
 pub use identity::{identity_from_cert, Identity};
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
+pub use kubelet::{
+    ensure_kubelet_client_cert, ensure_kubelet_serving_cert, issue_kubelet_serving_cert,
+    kubelet_client_tls_config, kubelet_server_tls_config, may_call_kubelet, KubeletTls,
+    KUBELET_CLIENT_CERT, KUBELET_CLIENT_KEY, KUBELET_CLIENT_USER, KUBELET_SERVING_CERT,
+    KUBELET_SERVING_KEY,
+};
+pub use sakey::{
+    ensure_service_account_key, JwtError, ServiceAccountKey, ServiceAccountKeyError,
+    SERVICE_ACCOUNT_KEY,
+};
 pub use tls::server_tls_config;

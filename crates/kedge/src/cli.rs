@@ -105,6 +105,36 @@ pub struct ServerArgs {
     /// Log verbosity: 0 info, 1-2 debug, 3+ trace
     #[arg(long = "v", short = 'v', default_value_t = 0)]
     pub verbosity: u8,
+    /// Use this CRI socket instead of starting containerd (e.g. /run/containerd/containerd.sock)
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// Image every pod sandbox runs (kedge imports its own at start)
+    #[arg(long, default_value = "kedge.local/pause:3.10")]
+    pub pause_image: String,
+    /// IP of the cluster DNS service given to pods (repeatable; none: pods use the host's resolv.conf)
+    #[arg(long = "cluster-dns")]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// Cluster domain
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// IP address to advertise for this node (default: the advertise address)
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Label for this node, key=value (repeatable)
+    #[arg(long = "node-label")]
+    pub node_label: Vec<String>,
+    /// Port of the node agent's HTTPS API (logs, exec, port-forward)
+    #[arg(long, default_value_t = 10250, hide = true)]
+    pub kubelet_port: u16,
+    /// Name of the pod network's Linux bridge
+    #[arg(long, default_value = "cni0", hide = true)]
+    pub cni_bridge: String,
+    /// Masquerade pod traffic leaving the pod network (tests turn it off)
+    #[arg(long, default_value_t = true, hide = true, action = clap::ArgAction::Set)]
+    pub pod_masquerade: bool,
+    /// Where pod logs go (/var/log/pods, as upstream)
+    #[arg(long, default_value = "/var/log/pods", hide = true)]
+    pub pod_logs_dir: PathBuf,
     /// Seconds between watch bookmarks (tests shorten it)
     #[arg(long, default_value_t = 60, hide = true)]
     pub watch_bookmark_interval: u64,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod host;
+mod local_client;
 mod server;
 
 use std::process::ExitCode;

@@ -85,6 +85,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     let tls_dir = server_dir.join("tls");
     let pki = kedge_pki::ensure_pki(&tls_dir, &sans).context("preparing certificates")?;
+    let sa_key = kedge_pki::ensure_service_account_key(&tls_dir)
+        .context("preparing the service-account signing key")?;
     let tls = kedge_pki::server_tls_config(&pki).context("building the TLS configuration")?;
 
     let store = SqliteStore::open(
@@ -133,8 +135,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         bookmark_interval: Duration::from_secs(args.watch_bookmark_interval.max(1)),
         watch_timeout: Duration::from_secs(1800),
         root_ca_pem: pki.server_ca_cert_pem.clone(),
+        service_account_key: Some(Arc::new(sa_key)),
     };
     let api = ApiServer::new(store.clone(), config);
+    // The API server's client certificate for node agents (logs, exec, port-forward).
+    let kubelet_client = kedge_pki::ensure_kubelet_client_cert(&tls_dir)
+        .and_then(|t| kedge_pki::kubelet_client_tls_config(&t))
+        .context("preparing the API server's node agent client certificate")?;
+    api.set_kubelet_client_tls(Arc::new(kubelet_client));
     let serve = tokio::spawn(
         api.clone()
             .serve_tls(listener, Arc::new(tls), shutdown_signal()),
@@ -150,13 +158,101 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "kedge server is ready"
     );
-    if !args.disable_agent {
-        tracing::info!("the node agent is not part of this build yet: running the control plane only (same as --disable-agent)");
-    }
+    // Controllers and the scheduler: API clients through the router.
+    let (controllers_stop, mut controllers_rx) = tokio::sync::watch::channel(false);
+    let controllers = tokio::spawn(kedge_controllers::run(
+        crate::local_client::local_client(&api, crate::local_client::controller_identity()),
+        kedge_controllers::ControllerOptions {
+            identity: node_name.clone(),
+        },
+        async move {
+            let _ = controllers_rx.wait_for(|s| *s).await;
+        },
+    ));
+    let agent = if args.disable_agent {
+        None
+    } else {
+        Some(start_agent(&args, &api, &node_name, advertise, &tls_dir)?)
+    };
     serve.await.context("the API server task failed")?;
+    let _ = controllers_stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
+    if let Some((stop, task)) = agent {
+        let _ = stop.send(true);
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the node agent failed"),
+            Err(e) => tracing::error!(error = %e, "the node agent task failed"),
+        }
+    }
     store.close();
     tracing::info!("kedge server stopped");
     Ok(())
+}
+
+type AgentTask = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), kedge_kubelet::agent::AgentError>>,
+);
+
+/// Starts the embedded node agent: an API client through the router (the
+/// node's identity), its serving certificate from the cluster CA.
+fn start_agent(
+    args: &ServerArgs,
+    api: &Arc<ApiServer>,
+    node_name: &str,
+    advertise: IpAddr,
+    server_tls_dir: &Path,
+) -> Result<AgentTask> {
+    let node_ip = args.node_ip.unwrap_or(advertise);
+    let agent_tls_dir = args.data_dir.join("agent").join("tls");
+    let serving = kedge_pki::ensure_kubelet_serving_cert(
+        &agent_tls_dir,
+        server_tls_dir,
+        node_name,
+        &[node_ip],
+    )
+    .context("preparing the node agent's certificate")?;
+    let tls = kedge_pki::kubelet_server_tls_config(&serving)
+        .context("building the node agent's TLS configuration")?;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.node_label {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--node-label {l:?} is not key=value"))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    let opts = kedge_kubelet::agent::AgentOptions {
+        node_name: node_name.to_owned(),
+        data_dir: args.data_dir.clone(),
+        container_runtime_endpoint: args.container_runtime_endpoint.clone(),
+        pause_image: args.pause_image.clone(),
+        cluster_dns: args.cluster_dns.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        node_ips: vec![node_ip],
+        labels,
+        control_plane: true,
+        kubelet_port: args.kubelet_port,
+        cni_bridge: args.cni_bridge.clone(),
+        pod_masquerade: args.pod_masquerade,
+        pod_logs_dir: args.pod_logs_dir.clone(),
+        kubelet_version: cli::git_version(),
+        tls: Arc::new(tls),
+    };
+    let client =
+        crate::local_client::local_client(api, crate::local_client::node_identity(node_name));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let result = kedge_kubelet::agent::run(opts, client, stopped).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the node agent stopped");
+        }
+        result
+    });
+    Ok((stop_tx, task))
 }
 
 fn fmt_host(h: &str) -> String {

@@ -11,13 +11,14 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tracing::debug;
 
 use super::api::{
-    AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerStatusRequest,
-    ContainerStatusResponse, CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, Image,
-    ImageFilter, ImageSpec, ImageStatusRequest, ListContainersRequest, ListImagesRequest,
-    ListPodSandboxRequest, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, PullImageRequest, RemoveContainerRequest, RemoveImageRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest, VersionRequest, VersionResponse,
+    AttachRequest, AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerStatusRequest,
+    ContainerStatusResponse, CreateContainerRequest, ExecRequest, ExecSyncRequest,
+    ExecSyncResponse, Image, ImageFilter, ImageSpec, ImageStatusRequest, ListContainersRequest,
+    ListImagesRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, PortForwardRequest, PullImageRequest,
+    RemoveContainerRequest, RemoveImageRequest, RemovePodSandboxRequest, ReopenContainerLogRequest,
+    RunPodSandboxRequest, RuntimeStatus, StartContainerRequest, StatusRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest, VersionResponse,
 };
 use super::{image_spec, CriError, CtrImporter, ImageService, Result, RuntimeService};
 
@@ -351,6 +352,63 @@ impl RuntimeService for CriClient {
             .await
             .map_err(|s| CriError::rpc("ExecSync", s))?;
         Ok(response.into_inner())
+    }
+
+    async fn status(&self) -> Result<RuntimeStatus> {
+        let request = self.short(StatusRequest { verbose: false });
+        let response = self
+            .runtime
+            .clone()
+            .status(request)
+            .await
+            .map_err(|s| CriError::rpc("Status", s))?
+            .into_inner();
+        response.status.ok_or(CriError::MissingField {
+            method: "Status",
+            field: "status",
+        })
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<String> {
+        let response = self
+            .runtime
+            .clone()
+            .exec(self.short(request))
+            .await
+            .map_err(|s| CriError::rpc("Exec", s))?;
+        Ok(response.into_inner().url)
+    }
+
+    async fn attach(&self, request: AttachRequest) -> Result<String> {
+        let response = self
+            .runtime
+            .clone()
+            .attach(self.short(request))
+            .await
+            .map_err(|s| CriError::rpc("Attach", s))?;
+        Ok(response.into_inner().url)
+    }
+
+    async fn port_forward(&self, request: PortForwardRequest) -> Result<String> {
+        let response = self
+            .runtime
+            .clone()
+            .port_forward(self.short(request))
+            .await
+            .map_err(|s| CriError::rpc("PortForward", s))?;
+        Ok(response.into_inner().url)
+    }
+
+    async fn reopen_container_log(&self, container_id: &str) -> Result<()> {
+        let request = self.short(ReopenContainerLogRequest {
+            container_id: container_id.to_owned(),
+        });
+        self.runtime
+            .clone()
+            .reopen_container_log(request)
+            .await
+            .map_err(|s| CriError::rpc("ReopenContainerLog", s))?;
+        Ok(())
     }
 }
 

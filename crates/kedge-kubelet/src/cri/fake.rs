@@ -18,11 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::Status;
 
 use super::api::{
-    AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
-    ContainerStatus, ContainerStatusResponse, ExecSyncResponse, Image, ImageFilter, ImageSpec,
-    NamespaceMode, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata,
-    PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
-    VersionResponse,
+    AttachRequest, AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerMetadata,
+    ContainerState, ContainerStatus, ContainerStatusResponse, ExecRequest, ExecSyncResponse, Image,
+    ImageFilter, ImageSpec, NamespaceMode, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxMetadata, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    PodSandboxStatusResponse, PortForwardRequest, RuntimeCondition, RuntimeStatus, VersionResponse,
 };
 use super::{normalize_image_ref, CriError, ImageService, Result, RuntimeService};
 
@@ -692,6 +692,47 @@ impl RuntimeService for FakeRuntime {
             Some(handler) => handler(&id, &cmd),
             None => default_exec(&cmd),
         })
+    }
+
+    async fn status(&self) -> Result<RuntimeStatus> {
+        let _state = self.enter("Status")?;
+        let ready = |t: &str| RuntimeCondition {
+            r#type: t.to_owned(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        };
+        Ok(RuntimeStatus {
+            conditions: vec![ready("RuntimeReady"), ready("NetworkReady")],
+        })
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<String> {
+        const M: &str = "Exec";
+        let state = self.enter(M)?;
+        let id = state.container_id(M, &request.container_id)?;
+        Ok(format!("http://fake.invalid/exec/{id}"))
+    }
+
+    async fn attach(&self, request: AttachRequest) -> Result<String> {
+        const M: &str = "Attach";
+        let state = self.enter(M)?;
+        let id = state.container_id(M, &request.container_id)?;
+        Ok(format!("http://fake.invalid/attach/{id}"))
+    }
+
+    async fn port_forward(&self, request: PortForwardRequest) -> Result<String> {
+        const M: &str = "PortForward";
+        let state = self.enter(M)?;
+        let (id, _) = state.sandbox(M, &request.pod_sandbox_id)?;
+        Ok(format!("http://fake.invalid/portforward/{id}"))
+    }
+
+    async fn reopen_container_log(&self, container_id: &str) -> Result<()> {
+        const M: &str = "ReopenContainerLog";
+        let state = self.enter(M)?;
+        state.container_id(M, container_id)?;
+        Ok(())
     }
 }
 

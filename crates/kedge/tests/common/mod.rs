@@ -2,6 +2,8 @@
 //! gives tests a `kube::Client` for it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +18,8 @@ pub struct TestServer {
     pub port: u16,
     pub token: String,
     extra: Vec<String>,
+    /// Run the node agent too (tests that need root and containerd).
+    agent: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -27,13 +31,38 @@ pub fn free_port() -> u16 {
 
 impl TestServer {
     pub async fn start(extra: &[&str]) -> TestServer {
+        Self::start_inner(extra, false).await
+    }
+
+    /// A server with its node agent (needs root, containerd, runc).
+    pub async fn start_with_agent(extra: &[&str]) -> TestServer {
+        Self::start_inner(extra, true).await
+    }
+
+    /// A server with its node agent; `prepare` gets the data dir before the
+    /// server starts (to drop image tarballs in, say).
+    pub async fn start_with_agent_prepared(
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        prepare(&dir.path().join("data"));
+        Self::start_in(dir, extra, true).await
+    }
+
+    async fn start_inner(extra: &[&str], agent: bool) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, extra, agent).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> TestServer {
         let mut s = TestServer {
             child: None,
             dir,
             port: free_port(),
             token: format!("test-token-{}", std::process::id()),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            agent,
         };
         s.spawn().await;
         s
@@ -65,7 +94,7 @@ impl TestServer {
                 self.kubeconfig().to_str().expect("utf8"),
             ])
             .args(["--token", &self.token])
-            .arg("--disable-agent")
+            .args((!self.agent).then_some("--disable-agent"))
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -104,6 +133,25 @@ impl TestServer {
     }
 
     /// SIGKILL, as a power cut would.
+    /// SIGTERM, and wait (up to 30 s, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -1,0 +1,244 @@
+//! The node agent assembled: containerd (supervised, or an existing CRI
+//! endpoint), the embedded pause image and the images directory, the Node
+//! (registration, status, Lease, pod network), the pods, and the agent's
+//! HTTPS API for logs, exec, attach and port-forward.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::containerd::{
+    ContainerdConfig, ContainerdPaths, ContainerdSupervisor, SupervisorOptions,
+};
+use crate::cri::{CriClient, CtrImporter, RuntimeService};
+use crate::images::{self, ImageImporter};
+use crate::node::{NodeAgent, NodeAgentConfig, NodeState};
+use crate::pods::{ApiClient, EventRecorder, NodeFacts, PodManager, PodsConfig};
+use crate::podspec::Quantity;
+use crate::server::AgentServer;
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot start containerd: {0}")]
+    Containerd(#[from] crate::containerd::ContainerdError),
+    #[error("cannot reach the container runtime: {0}")]
+    Cri(#[from] crate::cri::CriError),
+    #[error("cannot import the pause image: {0}")]
+    PauseImage(#[from] crate::images::ImageError),
+    #[error("node: {0}")]
+    Node(#[from] crate::node::NodeError),
+    #[error("cannot listen on {addr} for the agent API (is a kubelet or another kedge running? pick another --kubelet-port): {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the agent needs to start.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub node_name: String,
+    /// kedge's data dir; the agent keeps its state under `<data_dir>/agent`.
+    pub data_dir: PathBuf,
+    /// An existing CRI socket instead of a supervised containerd.
+    pub container_runtime_endpoint: Option<PathBuf>,
+    pub pause_image: String,
+    pub cluster_dns: Vec<IpAddr>,
+    pub cluster_domain: String,
+    pub node_ips: Vec<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub control_plane: bool,
+    pub kubelet_port: u16,
+    pub cni_bridge: String,
+    pub pod_masquerade: bool,
+    pub pod_logs_dir: PathBuf,
+    pub kubelet_version: String,
+    /// The agent's HTTPS server configuration (client certificates required).
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+fn mkdir(path: PathBuf) -> Result<PathBuf, AgentError> {
+    std::fs::create_dir_all(&path).map_err(|source| AgentError::Dir {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Starts the agent and runs it until `shutdown` resolves. Running pods
+/// keep running when it returns; containerd gets SIGTERM alone.
+pub async fn run(
+    opts: AgentOptions,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let started = Instant::now();
+    let agent_dir = mkdir(opts.data_dir.join("agent"))?;
+    let paths = ContainerdPaths::new(&opts.data_dir);
+
+    // The container runtime.
+    let (supervisor, cri) = match &opts.container_runtime_endpoint {
+        Some(endpoint) => {
+            let cri = CriClient::connect_when_ready(endpoint, Duration::from_secs(30)).await?;
+            let cri = cri.with_importer(CtrImporter::new(endpoint));
+            (None, cri)
+        }
+        None => {
+            let mut config = ContainerdConfig::detect(&opts.data_dir);
+            config.sandbox_image = opts.pause_image.clone();
+            let supervisor =
+                ContainerdSupervisor::start(&config, SupervisorOptions::default()).await?;
+            let socket = supervisor.socket().to_owned();
+            let cri = CriClient::connect_when_ready(&socket, Duration::from_secs(30)).await?;
+            let cri = cri.with_importer(
+                CtrImporter::new(&socket).with_snapshotter(config.snapshotter.as_str()),
+            );
+            (Some(supervisor), cri)
+        }
+    };
+    let runtime = Arc::new(cri);
+    let version = runtime.version().await?;
+    tracing::info!(
+        runtime = %version.runtime_name,
+        version = %version.runtime_version,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "container runtime is ready"
+    );
+    if opts.pause_image == images::PAUSE_IMAGE {
+        images::ensure_pause_image(runtime.as_ref(), &agent_dir.join("pause")).await?;
+    }
+    let images_dir = mkdir(agent_dir.join("images"))?;
+    let importer = ImageImporter::new(runtime.clone(), images_dir).spawn();
+
+    // The node.
+    let mut node_cfg = NodeAgentConfig::new(
+        opts.node_name.clone(),
+        agent_dir.clone(),
+        paths.cni_conf_dir.clone(),
+        opts.kubelet_version.clone(),
+    );
+    node_cfg.internal_ips = opts.node_ips.clone();
+    node_cfg.labels = opts.labels.clone();
+    node_cfg.control_plane = opts.control_plane;
+    node_cfg.kubelet_port = opts.kubelet_port;
+    node_cfg.pod_network.bridge = opts.cni_bridge.clone();
+    node_cfg.pod_network.ip_masq = opts.pod_masquerade;
+    node_cfg.pod_network.network_name = "kedge".into();
+    let node_agent = NodeAgent::new(client.clone(), runtime.clone(), node_cfg)?;
+    let node = node_agent.handle();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let node_task = tokio::spawn(node_agent.run(stopped(stop_rx.clone())));
+
+    // Node facts for the pods.
+    let (facts_tx, facts_rx) = watch::channel(node_facts(&node.current()));
+    let mut node_rx = node.subscribe();
+    let facts_task = tokio::spawn(async move {
+        while node_rx.changed().await.is_ok() {
+            let facts = node_facts(&node_rx.borrow());
+            let _ = facts_tx.send(facts);
+        }
+    });
+
+    // The pods.
+    let api = ApiClient::new(client.clone());
+    let events = EventRecorder::start(api.clone(), opts.node_name.clone());
+    let pods_cfg = PodsConfig {
+        node_name: opts.node_name.clone(),
+        pods_root: mkdir(agent_dir.join("pods"))?,
+        pod_logs_root: mkdir(opts.pod_logs_dir.clone())?,
+        seccomp_root: agent_dir.join("seccomp"),
+        cluster_dns: opts.cluster_dns.iter().map(ToString::to_string).collect(),
+        cluster_domain: opts.cluster_domain.clone(),
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        host_etc_hosts: PathBuf::from("/etc/hosts"),
+    };
+    let manager = PodManager::new(
+        pods_cfg,
+        runtime.clone(),
+        api,
+        events,
+        facts_rx,
+        version.runtime_name.clone(),
+    );
+    let running = manager.directory();
+    let pods_task = tokio::spawn(manager.run(stopped(stop_rx.clone())));
+
+    // The agent's API.
+    let addr = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), opts.kubelet_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Listen { addr, source })?;
+    let server = Arc::new(
+        AgentServer::new(runtime.clone(), Arc::new(running))
+            .with_translator(Arc::new(crate::streaming::Translator)),
+    );
+    let server_task = tokio::spawn(server.serve(listener, opts.tls.clone(), stopped(stop_rx)));
+
+    // Container logs rotated by size, as upstream's container log manager.
+    let rotator = tokio::spawn(
+        crate::logs::LogRotator::new(runtime.clone(), crate::logs::RotationPolicy::default())
+            .run(Duration::from_secs(10)),
+    );
+
+    let ready_node = node.clone();
+    tokio::spawn(async move {
+        if ready_node.wait_for(|s| s.ready).await.is_some() {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "the node is Ready"
+            );
+        }
+    });
+
+    shutdown.await;
+    tracing::info!("stopping the node agent (pods keep running)");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), pods_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), node_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
+    facts_task.abort();
+    rotator.abort();
+    drop(importer);
+    if let Some(s) = supervisor {
+        if let Err(e) = s.shutdown().await {
+            tracing::warn!(error = %e, "stopping containerd failed");
+        }
+    }
+    Ok(())
+}
+
+fn node_facts(s: &NodeState) -> NodeFacts {
+    let mut allocatable = BTreeMap::new();
+    let mut memory_capacity = 0;
+    if let Some(a) = &s.allocatable {
+        for (k, v) in a.to_quantities() {
+            if let Ok(q) = Quantity::parse(&v) {
+                allocatable.insert(k, q);
+            }
+        }
+    }
+    if let Some(c) = &s.capacity {
+        memory_capacity = c.memory_bytes as i64;
+    }
+    NodeFacts {
+        host_ips: s.internal_ips.iter().map(ToString::to_string).collect(),
+        allocatable,
+        memory_capacity,
+    }
+}

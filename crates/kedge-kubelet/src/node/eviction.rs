@@ -1,0 +1,270 @@
+//! The eviction manager's signals and hard thresholds, as far as the node's
+//! pressure conditions need them (pkg/kubelet/eviction upstream):
+//!
+//! | signal | default hard threshold | condition |
+//! | --- | --- | --- |
+//! | `memory.available` (capacity − working set) | `100Mi` | MemoryPressure |
+//! | `nodefs.available` | `10%` | DiskPressure |
+//! | `nodefs.inodesFree` | `5%` | DiskPressure |
+//! | `imagefs.available` | `15%` | DiskPressure |
+//! | `imagefs.inodesFree` | `5%` | DiskPressure |
+//! | `pid.available` (max tasks − tasks) | none | PIDPressure |
+//!
+//! A threshold is met when the available amount is below it. A condition
+//! turns on as soon as one of its thresholds is met and stays on until none
+//! has been met for `evictionPressureTransitionPeriod` (5 minutes).
+//!
+//! Evicting pods is not done here; this is what the Node reports.
+
+use std::time::{Duration, Instant};
+
+use super::machine::FsStats;
+
+/// An eviction threshold: an absolute amount or a share of the capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Bytes (or inodes, or tasks).
+    Quantity(u64),
+    /// A share of the capacity, `0.1` for `10%`. `f32` as upstream's
+    /// `ThresholdValue.Percentage`, so the reserved bytes round the same.
+    Percentage(f32),
+}
+
+impl Threshold {
+    /// The threshold as an amount of `capacity` (`GetThresholdQuantity`).
+    pub fn amount(&self, capacity: u64) -> u64 {
+        match *self {
+            Threshold::Quantity(q) => q,
+            Threshold::Percentage(p) => (capacity as f64 * f64::from(p)) as u64,
+        }
+    }
+}
+
+/// The hard eviction thresholds (`--eviction-hard`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictionThresholds {
+    pub memory_available: Option<Threshold>,
+    pub nodefs_available: Option<Threshold>,
+    pub nodefs_inodes_free: Option<Threshold>,
+    pub imagefs_available: Option<Threshold>,
+    pub imagefs_inodes_free: Option<Threshold>,
+    pub pid_available: Option<Threshold>,
+}
+
+impl Default for EvictionThresholds {
+    /// Upstream's Linux defaults (`DefaultEvictionHard`).
+    fn default() -> EvictionThresholds {
+        EvictionThresholds {
+            memory_available: Some(Threshold::Quantity(100 * 1024 * 1024)),
+            nodefs_available: Some(Threshold::Percentage(0.10)),
+            nodefs_inodes_free: Some(Threshold::Percentage(0.05)),
+            imagefs_available: Some(Threshold::Percentage(0.15)),
+            imagefs_inodes_free: Some(Threshold::Percentage(0.05)),
+            pid_available: None,
+        }
+    }
+}
+
+impl EvictionThresholds {
+    /// What node allocatable sets aside for the memory threshold
+    /// (`hardEvictionReservation`), in bytes of `memory_capacity`.
+    pub fn memory_reservation(&self, memory_capacity: u64) -> u64 {
+        self.memory_available
+            .map(|t| t.amount(memory_capacity))
+            .unwrap_or(0)
+    }
+
+    /// What node allocatable sets aside for `nodefs.available`, in bytes.
+    pub fn ephemeral_storage_reservation(&self, nodefs_capacity: u64) -> u64 {
+        self.nodefs_available
+            .map(|t| t.amount(nodefs_capacity))
+            .unwrap_or(0)
+    }
+}
+
+/// One observation of the signals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    pub memory_capacity: u64,
+    pub memory_working_set: u64,
+    pub nodefs: Option<FsStats>,
+    pub imagefs: Option<FsStats>,
+    /// (max tasks, tasks now).
+    pub pids: Option<(u64, u64)>,
+}
+
+/// Which pressure conditions hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+fn below(threshold: Option<Threshold>, available: u64, capacity: u64) -> bool {
+    threshold.is_some_and(|t| t.amount(capacity) > available)
+}
+
+impl Signals {
+    /// The thresholds met by this observation.
+    pub fn thresholds_met(&self, t: &EvictionThresholds) -> Pressure {
+        let memory_available = self.memory_capacity.saturating_sub(self.memory_working_set);
+        let memory = below(t.memory_available, memory_available, self.memory_capacity);
+        let fs = |stats: Option<FsStats>, bytes: Option<Threshold>, inodes: Option<Threshold>| {
+            stats.is_some_and(|s| {
+                below(bytes, s.available_bytes, s.capacity_bytes)
+                    || (s.inodes > 0 && below(inodes, s.inodes_free, s.inodes))
+            })
+        };
+        let disk = fs(self.nodefs, t.nodefs_available, t.nodefs_inodes_free)
+            || fs(self.imagefs, t.imagefs_available, t.imagefs_inodes_free);
+        let pid = self
+            .pids
+            .is_some_and(|(max, now)| below(t.pid_available, max.saturating_sub(now), max));
+        Pressure { memory, disk, pid }
+    }
+}
+
+/// The pressure conditions over time: on at once, off only after the
+/// transition period without the threshold being met.
+#[derive(Debug, Clone)]
+pub struct PressureTracker {
+    transition_period: Duration,
+    last_met: [Option<Instant>; 3],
+}
+
+impl PressureTracker {
+    pub fn new(transition_period: Duration) -> PressureTracker {
+        PressureTracker {
+            transition_period,
+            last_met: [None; 3],
+        }
+    }
+
+    /// Record what is met now; returns the conditions to report.
+    pub fn observe(&mut self, met: Pressure, now: Instant) -> Pressure {
+        let flags = [met.memory, met.disk, met.pid];
+        let mut out = [false; 3];
+        for i in 0..3 {
+            if flags[i] {
+                self.last_met[i] = Some(now);
+            }
+            out[i] = self.last_met[i]
+                .is_some_and(|at| now.saturating_duration_since(at) < self.transition_period);
+        }
+        Pressure {
+            memory: out[0],
+            disk: out[1],
+            pid: out[2],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GI: u64 = 1024 * 1024 * 1024;
+    const MI: u64 = 1024 * 1024;
+
+    fn fs(capacity: u64, available: u64, inodes: u64, free: u64) -> FsStats {
+        FsStats {
+            capacity_bytes: capacity,
+            available_bytes: available,
+            inodes,
+            inodes_free: free,
+        }
+    }
+
+    fn healthy() -> Signals {
+        Signals {
+            memory_capacity: 4 * GI,
+            memory_working_set: GI,
+            nodefs: Some(fs(100 * GI, 50 * GI, 1000, 900)),
+            imagefs: Some(fs(100 * GI, 50 * GI, 1000, 900)),
+            pids: Some((4_194_304, 300)),
+        }
+    }
+
+    #[test]
+    fn percentages_round_like_upstream() {
+        // float32(0.1) is a hair above 0.1; upstream truncates the product.
+        let cap = 62_671_097_856u64;
+        assert_eq!(Threshold::Percentage(0.10).amount(cap), 6_267_109_878);
+        assert_eq!(Threshold::Quantity(100 * MI).amount(cap), 100 * MI);
+        let t = EvictionThresholds::default();
+        assert_eq!(t.memory_reservation(4 * GI), 100 * MI);
+        assert_eq!(t.ephemeral_storage_reservation(cap), 6_267_109_878);
+    }
+
+    #[test]
+    fn each_signal_raises_its_condition() {
+        let t = EvictionThresholds::default();
+        assert_eq!(healthy().thresholds_met(&t), Pressure::default());
+
+        let mut s = healthy();
+        s.memory_working_set = 4 * GI - 99 * MI;
+        assert_eq!(
+            s.thresholds_met(&t),
+            Pressure {
+                memory: true,
+                ..Pressure::default()
+            }
+        );
+        s.memory_working_set = 4 * GI - 100 * MI;
+        assert!(
+            !s.thresholds_met(&t).memory,
+            "exactly at the threshold is not below it"
+        );
+
+        let mut s = healthy();
+        s.nodefs = Some(fs(100 * GI, 9 * GI, 1000, 900));
+        assert!(s.thresholds_met(&t).disk);
+        let mut s = healthy();
+        s.nodefs = Some(fs(100 * GI, 50 * GI, 1000, 40));
+        assert!(s.thresholds_met(&t).disk, "inodes");
+        let mut s = healthy();
+        s.imagefs = Some(fs(100 * GI, 14 * GI, 1000, 900));
+        assert!(s.thresholds_met(&t).disk, "imagefs 15%");
+        let mut s = healthy();
+        s.nodefs = Some(fs(100 * GI, 11 * GI, 0, 0));
+        s.imagefs = None;
+        assert!(
+            !s.thresholds_met(&t).disk,
+            "a filesystem without inode counts"
+        );
+
+        // No pid.available threshold by default, as upstream.
+        let mut s = healthy();
+        s.pids = Some((1000, 999));
+        assert!(!s.thresholds_met(&t).pid);
+        let t = EvictionThresholds {
+            pid_available: Some(Threshold::Percentage(0.10)),
+            ..EvictionThresholds::default()
+        };
+        assert!(s.thresholds_met(&t).pid);
+    }
+
+    #[test]
+    fn conditions_hold_for_the_transition_period() {
+        let start = Instant::now();
+        let mut tracker = PressureTracker::new(Duration::from_secs(300));
+        let on = Pressure {
+            memory: true,
+            ..Pressure::default()
+        };
+        assert_eq!(
+            tracker.observe(Pressure::default(), start),
+            Pressure::default()
+        );
+        assert_eq!(tracker.observe(on, start + Duration::from_secs(10)), on);
+        assert_eq!(
+            tracker.observe(Pressure::default(), start + Duration::from_secs(200)),
+            on
+        );
+        assert_eq!(
+            tracker.observe(Pressure::default(), start + Duration::from_secs(310)),
+            Pressure::default()
+        );
+    }
+}
