@@ -29,11 +29,45 @@ fn main() -> ExitCode {
             match rt.block_on(server::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("kedge: {e:#}");
+                    let msg = one_line(&e);
+                    tracing::error!("{msg}");
+                    eprintln!("kedge: {msg}");
                     ExitCode::FAILURE
                 }
             }
         }
+    }
+}
+
+/// The error and its causes on one line, each cause once: library errors
+/// often repeat their source in their own message.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let inner = std::io::Error::other("socket missing");
+        let e = anyhow::Error::new(inner).context("cannot connect: socket missing");
+        let e = e.context("the agent could not start");
+        assert_eq!(
+            one_line(&e),
+            "the agent could not start: cannot connect: socket missing"
+        );
     }
 }

@@ -174,11 +174,39 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     } else {
         Some(start_agent(&args, &api, &node_name, advertise, &tls_dir)?)
     };
-    serve.await.context("the API server task failed")?;
+    let (agent_stop, mut agent_task) = match agent {
+        Some((stop, task)) => (Some(stop), Some(task)),
+        None => (None, None),
+    };
+    let mut serve = serve;
+    // The agent ends early only when it cannot start: then the server stops
+    // too, as K3s does, rather than run a node that never becomes Ready.
+    let agent_error = tokio::select! {
+        r = &mut serve => {
+            r.context("the API server task failed")?;
+            None
+        }
+        r = async {
+            match agent_task.as_mut() {
+                Some(t) => t.await,
+                None => std::future::pending().await,
+            }
+        } => {
+            agent_task = None;
+            serve.abort();
+            Some(match r {
+                Ok(Ok(())) => anyhow::anyhow!("the node agent stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::Error::new(e),
+                Err(e) => anyhow::anyhow!("the node agent task failed: {e}"),
+            })
+        }
+    };
     let _ = controllers_stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
-    if let Some((stop, task)) = agent {
+    if let Some(stop) = agent_stop {
         let _ = stop.send(true);
+    }
+    if let Some(task) = agent_task {
         match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "the node agent failed"),
@@ -186,6 +214,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
     }
     store.close();
+    if let Some(e) = agent_error {
+        return Err(e.context(
+            "the node agent could not start (run `kedge server --disable-agent` for a control plane without a node)",
+        ));
+    }
     tracing::info!("kedge server stopped");
     Ok(())
 }

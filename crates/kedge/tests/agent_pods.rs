@@ -490,14 +490,31 @@ async fn restarts_of_kedge_and_containerd_leave_pods_running() {
         &WEB.replace("NODE", &c.node)
             .replace("name: web, namespace", "name: web2, namespace"),
     );
-    c.wait_pod(
-        "default",
-        "web2",
-        Duration::from_secs(60),
-        "Ready",
-        is_ready,
-    )
-    .await;
+    let web2 = c
+        .wait_pod("default", "web2", Duration::from_secs(60), "Ready", is_ready)
+        .await;
+    let uid2 = web2["metadata"]["uid"].as_str().expect("uid").to_owned();
+
+    // A pod removed from the API while the agent is down: its sandbox and
+    // containers are removed when the agent starts again.
+    c.server.stop();
+    c.server.spawn_without_agent().await;
+    let o = c.kubectl(33, &["delete", "pod", "web2", "--grace-period=0", "--force"]);
+    assert!(o.status.success(), "force delete: {}", err(&o));
+    c.server.stop();
+    c.server.spawn().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cri_leftovers(&c, &uid2).await != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned pod is still in the runtime: {}",
+            tail(&c.server.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The other pod was adopted, untouched.
+    let pod = c.pod("default", "web").await.1;
+    assert_eq!(container_status(&pod, "app")["containerID"], id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

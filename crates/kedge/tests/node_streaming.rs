@@ -335,6 +335,8 @@ async fn run(env: &mut Env) -> TestResult {
             watch_timeout: Duration::from_secs(1800),
             root_ca_pem: pki.server_ca_cert_pem.clone(),
             service_account_key: None,
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         },
     );
     api.set_kubelet_client_tls(Arc::new(kedge_pki::kubelet_client_tls_config(

@@ -222,7 +222,7 @@ impl Cluster {
     /// A CRI client on the agent's containerd.
     pub async fn cri(&self) -> kedge_kubelet::CriClient {
         let paths = kedge_kubelet::ContainerdPaths::new(&self.data_dir());
-        kedge_kubelet::CriClient::connect(&paths.socket)
+        kedge_kubelet::CriClient::connect_when_ready(&paths.socket, Duration::from_secs(30))
             .await
             .expect("connect to the agent's containerd")
     }

@@ -76,6 +76,15 @@ impl TestServer {
         self.dir.path().join("data")
     }
 
+    /// Restart the server with `--disable-agent` (the data dir's node and
+    /// pods stay as they are).
+    pub async fn spawn_without_agent(&mut self) {
+        let agent = self.agent;
+        self.agent = false;
+        self.spawn().await;
+        self.agent = agent;
+    }
+
     /// Start (or restart) the server process and wait for /readyz.
     pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
