@@ -491,7 +491,13 @@ async fn restarts_of_kedge_and_containerd_leave_pods_running() {
             .replace("name: web, namespace", "name: web2, namespace"),
     );
     let web2 = c
-        .wait_pod("default", "web2", Duration::from_secs(60), "Ready", is_ready)
+        .wait_pod(
+            "default",
+            "web2",
+            Duration::from_secs(60),
+            "Ready",
+            is_ready,
+        )
         .await;
     let uid2 = web2["metadata"]["uid"].as_str().expect("uid").to_owned();
 
@@ -499,7 +505,10 @@ async fn restarts_of_kedge_and_containerd_leave_pods_running() {
     // containers are removed when the agent starts again.
     c.server.stop();
     c.server.spawn_without_agent().await;
-    let o = c.kubectl(33, &["delete", "pod", "web2", "--grace-period=0", "--force"]);
+    let o = c.kubectl(
+        33,
+        &["delete", "pod", "web2", "--grace-period=0", "--force"],
+    );
     assert!(o.status.success(), "force delete: {}", err(&o));
     c.server.stop();
     c.server.spawn().await;
@@ -697,5 +706,93 @@ spec:
             .iter()
             .any(|e| e == "Killing: Container app failed liveness probe, will be restarted"),
         "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_run_and_graceful_deletion_honours_them() {
+    if skip("hooks_run_and_graceful_deletion_honours_them") {
+        return;
+    }
+    let c = Cluster::start().await;
+    let host_dir = c.server.dir.path().join("hostdata");
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    let node = &c.node;
+    let host = host_dir.display();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooks}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: app
+    image: "{BUSYBOX}"
+    command: ["sh", "-c", "trap 'echo term >> /host/log; exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      postStart: {{exec: {{command: ["sh", "-c", "echo started > /tmp/poststart"]}}}}
+      preStop: {{exec: {{command: ["sh", "-c", "echo prestop >> /host/log"]}}}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+  volumes:
+  - {{name: host, hostPath: {{path: "{host}", type: Directory}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: badhost}}
+spec:
+  nodeName: {node}
+  containers:
+  - {{name: app, image: "{BUSYBOX}", command: ["sleep", "3600"], volumeMounts: [{{name: h, mountPath: /h}}]}}
+  volumes:
+  - {{name: h, hostPath: {{path: "{host}/missing", type: Directory}}}}
+"#
+    ));
+    c.wait_pod(
+        "default",
+        "hooks",
+        Duration::from_secs(60),
+        "Ready",
+        is_ready,
+    )
+    .await;
+    let o = c.kubectl(33, &["exec", "hooks", "--", "cat", "/tmp/poststart"]);
+    assert_eq!(out(&o), "started\n", "{}", err(&o));
+
+    // A hostPath of the wrong type: FailedMount with upstream's message.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = c.events("default", "badhost").await;
+        if events.iter().any(|e| {
+            e.starts_with("FailedMount: ")
+                && e.contains(&format!(
+                    "hostPath type check failed: {host}/missing is not a directory"
+                ))
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no FailedMount event: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, pod) = c.pod("default", "badhost").await;
+    assert_eq!(pod["status"]["phase"], "Pending");
+
+    // Deletion: preStop first, then SIGTERM, which the container handles.
+    let started = Instant::now();
+    let o = c.kubectl(27, &["delete", "pod", "hooks"]);
+    assert!(o.status.success(), "{}", err(&o));
+    c.wait_gone("default", "hooks", Duration::from_secs(30))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the container handled SIGTERM; deletion should not wait for the grace period"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("log")).expect("hook output"),
+        "prestop\nterm\n"
     );
 }
