@@ -1601,7 +1601,8 @@ def test_field_validation_cr_post_warn_ignore(http, crds):
 EXPECTED_GVRS = {
     "v1": ["namespaces", "pods", "services", "configmaps", "secrets", "events",
            "podtemplates", "serviceaccounts", "endpoints", "nodes", "namespaces/status",
-           "namespaces/finalize", "pods/status"],
+           "namespaces/finalize", "pods/status", "pods/log", "pods/exec", "pods/attach",
+           "pods/portforward", "pods/binding", "serviceaccounts/token"],
     "admissionregistration.k8s.io/v1": ["validatingwebhookconfigurations",
                                         "mutatingwebhookconfigurations"],
     "apiextensions.k8s.io/v1": ["customresourcedefinitions",
