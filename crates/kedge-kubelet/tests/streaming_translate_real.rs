@@ -32,6 +32,8 @@
 //! Cleanup runs whatever happens (CRI first, then a guard that kills by pid,
 //! unmounts, deletes the bridge and the directory).
 
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::error::Error;
@@ -39,83 +41,49 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use kedge_kubelet::cri::api::{
-    ContainerConfig, ContainerMetadata, ContainerState, ExecRequest, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, PortForwardRequest,
+    ContainerConfig, ContainerMetadata, ContainerState, ExecRequest, NamespaceMode,
+    PortForwardRequest,
 };
 use kedge_kubelet::cri::image_spec;
 use kedge_kubelet::streaming::spdy::{Frame, FrameCodec};
 use kedge_kubelet::streaming::websocket::{accept_key, Message, Role, WsReader, WsWriter};
 use kedge_kubelet::streaming::{self, StreamKind};
-use kedge_kubelet::{
-    testing, CniConfig, ContainerdConfig, ContainerdPaths, ContainerdSupervisor, CriClient,
-    CtrImporter, HostFacts, ImageService, RuntimeService, SupervisorOptions,
-};
+use kedge_kubelet::test_ensure as ensure;
+use kedge_kubelet::testing::{self, RealRuntimeEnv, TestError};
+use kedge_kubelet::{CriClient, RuntimeService};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
+type TestResult<T = ()> = Result<T, TestError>;
 
 /// Test-only pod network: never routed anywhere, never masqueraded.
 const POD_CIDR: &str = "10.199.7.0/24";
-const BUSYBOX_IMAGE: &str = "kedge.local/busybox:1.36";
-const PAUSE_IMAGE: &str = "kedge.local/pause:3.10";
+const BUSYBOX_IMAGE: &str = testing::TEST_BUSYBOX_IMAGE;
 /// The whole test, cleanup excluded, must fit in this.
 const TEST_BUDGET: Duration = Duration::from_secs(90);
 /// Any single wait for the other side.
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
-macro_rules! ensure {
-    ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
-            return Err(format!($($msg)+).into());
-        }
-    };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_streams_are_translated_for_real_containerd() {
-    if let Some(reason) = testing::real_runtime_skip_reason() {
-        eprintln!(
-            "\n============ SKIP websocket_streams_are_translated_for_real_containerd ============\n\
-             {reason}\n\
-             This test runs in CI as root after scripts/setup.sh.\n\
-             ==================================================================================\n"
-        );
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "kedge_kubelet=info".to_owned()),
-        )
-        .with_test_writer()
-        .try_init();
-
-    let started = Instant::now();
-    let mut env = TestEnv::new().expect("test environment");
-    let outcome = tokio::time::timeout(TEST_BUDGET, scenario(&mut env)).await;
-    env.shutdown().await;
-    let log_tail = env.containerd_log_tail();
-    let cleanup = env.clean_up();
-    eprintln!("streaming_translate: total {:?}", started.elapsed());
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => panic!("streaming translation failed: {err}\n{log_tail}"),
-        Err(_) => panic!("streaming translation took longer than {TEST_BUDGET:?}\n{log_tail}"),
-    }
-    if let Err(err) = cleanup {
-        panic!("cleanup left something behind: {err}");
-    }
+    common::init_tracing();
+    RealRuntimeEnv::run(
+        "websocket_streams_are_translated_for_real_containerd",
+        "stream",
+        TEST_BUDGET,
+        |env| Box::pin(scenario(env)),
+    )
+    .await;
 }
 
-async fn scenario(env: &mut TestEnv) -> TestResult {
+async fn scenario(env: &mut RealRuntimeEnv) -> TestResult {
     let t0 = Instant::now();
     let step = |name: &str| {
         eprintln!(
@@ -124,7 +92,7 @@ async fn scenario(env: &mut TestEnv) -> TestResult {
         )
     };
 
-    let pod = env.start_pod().await?;
+    let pod = start_pod(env).await?;
     step("pod running (busybox httpd on :8080)");
     let server = TestServer::start(pod.clone()).await?;
 
@@ -734,263 +702,85 @@ async fn handle(
     streaming::translate(req, kind, backend).await
 }
 
-/// Everything the test created, and the cleanup of it.
-struct TestEnv {
-    dir: Option<tempfile::TempDir>,
-    dir_path: PathBuf,
-    paths: ContainerdPaths,
-    bridge: String,
-    network_name: String,
-    supervisor: Option<ContainerdSupervisor>,
-    cri: Option<CriClient>,
-    ids: Vec<String>,
-    cleaned: bool,
-}
+/// containerd, the images, and a running busybox pod with httpd.
+async fn start_pod(env: &mut RealRuntimeEnv) -> TestResult<Pod> {
+    let images = env.build_test_images().await?;
+    let config = env.containerd_config();
+    env.write_test_network(&config, POD_CIDR)?;
+    env.start_containerd(&config).await?;
+    let cri = env.connect(&config).await?;
+    RealRuntimeEnv::import_test_images(&cri, &images).await?;
 
-impl TestEnv {
-    fn new() -> TestResult<TestEnv> {
-        let dir = tempfile::Builder::new().prefix("kedge-stream-").tempdir()?;
-        let dir_path = dir.path().to_owned();
-        let pid = std::process::id();
-        Ok(TestEnv {
-            paths: ContainerdPaths::new(&dir_path),
-            dir: Some(dir),
-            dir_path,
-            // IFNAMSIZ: at most 15 bytes.
-            bridge: format!("ks{:x}", pid % 0xfff_ffff),
-            network_name: format!("kedge-stream-{pid}"),
-            supervisor: None,
-            cri: None,
-            ids: Vec::new(),
-            cleaned: false,
-        })
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir_path
-    }
-
-    /// containerd, the images, and a running busybox pod with httpd.
-    async fn start_pod(&mut self) -> TestResult<Pod> {
-        let images = self.dir().join("images");
-        let script = repo_root().join("scripts").join("build-test-images.sh");
-        let out = tokio::process::Command::new(&script)
-            .arg(&images)
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        ensure!(
-            out.status.success(),
-            "{} failed ({}): {}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-
-        let facts = HostFacts::probe(&self.paths.root);
-        let config = ContainerdConfig::for_host(self.dir(), &facts);
-        let mut cni = CniConfig::new(POD_CIDR)?;
-        cni.network_name = self.network_name.clone();
-        cni.bridge = self.bridge.clone();
-        cni.is_gateway = false;
-        cni.ip_masq = false;
-        cni.ipam_data_dir = Some(self.dir().join("ipam"));
-        cni.write(&config.paths.cni_conf_dir)?;
-        let supervisor = ContainerdSupervisor::start(
-            &config,
-            SupervisorOptions {
-                ready_timeout: Duration::from_secs(20),
-                stop_timeout: Duration::from_secs(5),
-                ..SupervisorOptions::default()
-            },
-        )
+    let uid = format!("{:x}-{}", testing::nanos(), std::process::id());
+    let sandbox_config = env.sandbox_config(POD_NAME, POD_NAMESPACE, &uid, NamespaceMode::Pod)?;
+    fs::create_dir_all(Path::new(&sandbox_config.log_directory).join("web"))?;
+    let sandbox_id = cri.run_pod_sandbox(sandbox_config.clone(), "").await?;
+    env.ids.push(sandbox_id.clone());
+    let container_config = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: CONTAINER_NAME.to_owned(),
+            attempt: 0,
+        }),
+        image: Some(image_spec(BUSYBOX_IMAGE)),
+        command: vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            "mkdir -p /www && echo hello-from-httpd > /www/index.html && exec httpd -f -p 8080 -h /www"
+                .to_owned(),
+        ],
+        log_path: "web/0.log".to_owned(),
+        ..ContainerConfig::default()
+    };
+    let container_id = cri
+        .create_container(&sandbox_id, container_config, sandbox_config)
         .await?;
-        let socket = supervisor.socket().to_owned();
-        self.supervisor = Some(supervisor);
-        let cri = CriClient::connect_when_ready(&socket, Duration::from_secs(20))
+    env.ids.push(container_id.clone());
+    cri.start_container(&container_id).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = cri
+            .container_status(&container_id, false)
             .await?
-            .with_importer(CtrImporter::new(&socket).with_snapshotter(config.snapshotter.as_str()));
-        self.cri = Some(cri.clone());
-        let mut imported = cri.import_image(&images.join("pause.tar")).await?;
-        imported.extend(cri.import_image(&images.join("busybox.tar")).await?);
-        for name in [PAUSE_IMAGE, BUSYBOX_IMAGE] {
-            ensure!(
-                imported.iter().any(|i| i == name),
-                "{name} not in {imported:?}"
-            );
+            .status
+            .map(|s| s.state)
+            .unwrap_or_default();
+        if state == ContainerState::ContainerRunning as i32 {
+            break;
         }
-
-        let uid = format!("{:x}-{}", nanos(), std::process::id());
-        let (name, namespace) = (POD_NAME, POD_NAMESPACE);
-        let log_dir = self
-            .dir()
-            .join("pods")
-            .join(format!("{namespace}_{name}_{uid}"));
-        fs::create_dir_all(log_dir.join("web"))?;
-        let sandbox_config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.to_owned(),
-                namespace: namespace.to_owned(),
-                uid: uid.clone(),
-                attempt: 0,
-            }),
-            hostname: name.to_owned(),
-            log_directory: log_dir.display().to_string(),
-            linux: Some(LinuxPodSandboxConfig {
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: NamespaceMode::Pod as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ipc: NamespaceMode::Pod as i32,
-                        ..NamespaceOption::default()
-                    }),
-                    ..LinuxSandboxSecurityContext::default()
-                }),
-                ..LinuxPodSandboxConfig::default()
-            }),
-            ..PodSandboxConfig::default()
-        };
-        let sandbox_id = cri.run_pod_sandbox(sandbox_config.clone(), "").await?;
-        self.ids.push(sandbox_id.clone());
-        let container_config = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: CONTAINER_NAME.to_owned(),
-                attempt: 0,
-            }),
-            image: Some(image_spec(BUSYBOX_IMAGE)),
-            command: vec![
-                "sh".to_owned(),
-                "-c".to_owned(),
-                "mkdir -p /www && echo hello-from-httpd > /www/index.html && exec httpd -f -p 8080 -h /www"
-                    .to_owned(),
-            ],
-            log_path: "web/0.log".to_owned(),
-            ..ContainerConfig::default()
-        };
-        let container_id = cri
-            .create_container(&sandbox_id, container_config, sandbox_config)
+        ensure!(
+            Instant::now() < deadline,
+            "container is not running (state {state})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // httpd listens once the exec of the shell went through.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = cri
+            .exec_sync(
+                &container_id,
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "nc -z 127.0.0.1 8080 || netstat -ltn | grep -q :8080".into(),
+                ],
+                Duration::from_secs(5),
+            )
             .await?;
-        self.ids.push(container_id.clone());
-        cri.start_container(&container_id).await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let state = cri
-                .container_status(&container_id, false)
-                .await?
-                .status
-                .map(|s| s.state)
-                .unwrap_or_default();
-            if state == ContainerState::ContainerRunning as i32 {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "container is not running (state {state})"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if probe.exit_code == 0 {
+            break;
         }
-        // httpd listens once the exec of the shell went through.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let probe = cri
-                .exec_sync(
-                    &container_id,
-                    vec![
-                        "sh".into(),
-                        "-c".into(),
-                        "nc -z 127.0.0.1 8080 || netstat -ltn | grep -q :8080".into(),
-                    ],
-                    Duration::from_secs(5),
-                )
-                .await?;
-            if probe.exit_code == 0 {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "httpd is not listening: {probe:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(Pod {
-            cri,
-            sandbox_id,
-            container_id,
-        })
+        ensure!(
+            Instant::now() < deadline,
+            "httpd is not listening: {probe:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    /// The polite part: remove what CRI still lists (so CNI DEL runs), then
-    /// stop containerd through its supervisor.
-    async fn shutdown(&mut self) {
-        if let Some(cri) = self.cri.take() {
-            let cleanup = async {
-                for sandbox in cri.list_pod_sandbox(None).await.unwrap_or_default() {
-                    let _ = cri.stop_pod_sandbox(&sandbox.id).await;
-                    let _ = cri.remove_pod_sandbox(&sandbox.id).await;
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
-        }
-        if let Some(supervisor) = self.supervisor.take() {
-            if let Err(err) = supervisor.shutdown().await {
-                eprintln!("streaming_translate: containerd shutdown: {err}");
-            }
-        }
-    }
-
-    /// The forceful part, also run from `Drop` after a panic.
-    fn clean_up(&mut self) -> Result<(), String> {
-        if self.cleaned {
-            return Ok(());
-        }
-        self.cleaned = true;
-        drop(self.supervisor.take());
-        let mut problems: Vec<String> = testing::kill_containerd_and_pods(&self.paths)
-            .into_iter()
-            .map(|left| format!("{left} was left running"))
-            .collect();
-        testing::unmount_under(self.dir());
-        if !testing::delete_bridge(&self.bridge) {
-            problems.push(format!("cannot delete bridge {}", self.bridge));
-        }
-        testing::forget_cni_results(&self.network_name, &self.ids);
-        if let Some(dir) = self.dir.take() {
-            if let Err(err) = dir.close() {
-                problems.push(format!("cannot remove {}: {err}", self.dir_path.display()));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
-    }
-
-    fn containerd_log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.paths.log_file).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(40)..];
-        format!("--- containerd.log (last lines) ---\n{}", tail.join("\n"))
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        if let Err(err) = self.clean_up() {
-            eprintln!("streaming_translate: cleanup after failure: {err}");
-        }
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
-}
-
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    Ok(Pod {
+        cri,
+        sandbox_id,
+        container_id,
+    })
 }
 
 /// Just enough of an API server for kubectl's exec, cp and port-forward:

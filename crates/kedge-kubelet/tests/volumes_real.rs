@@ -14,6 +14,7 @@ use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
+use kedge_kubelet::testing;
 use kedge_kubelet::volumes::{MemoryObjectSource, VolumeContext, VolumeManager};
 use serde_json::{json, Value};
 
@@ -49,13 +50,12 @@ fn unmount(p: &Path) {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// Mounts strictly below `dir`.
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let dir = fs::canonicalize(dir).expect("canonical dir");
-    fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-        .filter(|p| p.starts_with(&dir) && *p != dir)
+    testing::mounts_under(&dir)
+        .into_iter()
+        .filter(|p| *p != dir)
         .collect()
 }
 
@@ -64,11 +64,8 @@ struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let mut m = mounts_under(&self.0);
-        m.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for p in m {
-            unmount(&p);
-        }
+        let dir = fs::canonicalize(&self.0).unwrap_or_else(|_| self.0.clone());
+        testing::unmount_under(&dir);
     }
 }
 

@@ -10,10 +10,8 @@
 //! API. Needs root, containerd, runc and kubectl 1.27/1.33; prints a loud SKIP
 //! otherwise.
 
-use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,48 +20,25 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kedge_kubelet::cri::api::{
-    ContainerConfig, ContainerMetadata, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-};
+use kedge_kubelet::cri::api::{ContainerConfig, ContainerMetadata, NamespaceMode};
 use kedge_kubelet::cri::image_spec;
 use kedge_kubelet::server::{AgentServer, PodDirectory, PodEntry};
-use kedge_kubelet::{
-    ContainerdConfig, ContainerdSupervisor, CriClient, CtrImporter, HostFacts, ImageService,
-    RuntimeService, SupervisorOptions,
-};
+use kedge_kubelet::test_ensure as ensure;
+use kedge_kubelet::testing::{RealRuntimeEnv, TestError};
+use kedge_kubelet::RuntimeService;
 
-type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+type TestResult<T = ()> = Result<T, TestError>;
 
 const NODE: &str = "kedge-stream-node";
 const BUSYBOX: &str = "kedge.local/busybox:1.36";
 const KUBECTLS: [&str; 2] = ["1.27", "1.33"];
 
-macro_rules! ensure {
-    ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
-            return Err(format!($($msg)+).into());
-        }
-    };
-}
-
 fn kubectl_path(minor: &str) -> PathBuf {
     PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{minor}"))
 }
 
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root".into());
-    }
-    for tool in ["containerd", "runc"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
+/// A kubectl this test needs that is not installed.
+fn missing_kubectl() -> Option<String> {
     KUBECTLS
         .iter()
         .find(|m| !kubectl_path(m).exists())
@@ -82,7 +57,7 @@ impl PodDirectory for OnePod {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_exec_port_forward_through_the_api_server() {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = missing_kubectl() {
         eprintln!(
             "\n========== SKIP kubectl_logs_exec_port_forward_through_the_api_server ==========\n\
              {reason}\nThis test runs in CI as root after scripts/setup.sh.\n\
@@ -90,82 +65,13 @@ async fn kubectl_logs_exec_port_forward_through_the_api_server() {
         );
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("kedge-stream-")
-        .tempdir()
-        .expect("temp dir");
-    let mut env = Env {
-        dir: tmp.path().to_owned(),
-        supervisor: None,
-        cri: None,
-    };
-    let outcome = tokio::time::timeout(Duration::from_secs(120), run(&mut env)).await;
-    let log = env.teardown().await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("node streaming failed: {e}\n{log}"),
-        Err(_) => panic!("node streaming took longer than 120 s\n{log}"),
-    }
-}
-
-struct Env {
-    dir: PathBuf,
-    supervisor: Option<ContainerdSupervisor>,
-    cri: Option<CriClient>,
-}
-
-impl Env {
-    /// Removes the pod through CRI, stops containerd, kills what is left of its
-    /// shims, unmounts everything under the directory. Returns containerd's log tail.
-    async fn teardown(&mut self) -> String {
-        if let Some(cri) = self.cri.take() {
-            for s in cri.list_pod_sandbox(None).await.unwrap_or_default() {
-                let _ = cri.stop_pod_sandbox(&s.id).await;
-                let _ = cri.remove_pod_sandbox(&s.id).await;
-            }
-        }
-        let mut log_path = None;
-        if let Some(sup) = self.supervisor.take() {
-            let socket = sup.socket().as_os_str().as_bytes().to_vec();
-            let _ = sup.shutdown().await;
-            for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Some(pid) = pid.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if cmdline.windows(15).any(|w| w == b"containerd-shim")
-                    && cmdline
-                        .windows(socket.len())
-                        .any(|w| w == socket.as_slice())
-                {
-                    // SAFETY: kill(2) on a shim of our own containerd, matched by its socket.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            log_path = Some(kedge_kubelet::ContainerdPaths::new(&self.dir).log_file);
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            if let Ok(c) = CString::new(m) {
-                // SAFETY: a NUL-terminated path that outlives the call.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
-        log_path
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .map(|t| t.lines().rev().take(30).collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    RealRuntimeEnv::run(
+        "kubectl_logs_exec_port_forward_through_the_api_server",
+        "node-stream",
+        Duration::from_secs(120),
+        |env| Box::pin(run(env)),
+    )
+    .await;
 }
 
 fn free_port() -> u16 {
@@ -175,68 +81,22 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-async fn run(env: &mut Env) -> TestResult {
+async fn run(env: &mut RealRuntimeEnv) -> TestResult {
     let t0 = Instant::now();
     let step = |s: &str| eprintln!("node_streaming: {:>6} ms  {s}", t0.elapsed().as_millis());
-    let images = env.dir.join("images");
-    let out = tokio::process::Command::new(repo_root().join("scripts/build-test-images.sh"))
-        .arg(&images)
-        .output()
-        .await?;
-    ensure!(
-        out.status.success(),
-        "building images: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let facts = HostFacts::probe(&env.dir.join("containerd"));
-    let config = ContainerdConfig::for_host(&env.dir, &facts);
-    let sup = ContainerdSupervisor::start(
-        &config,
-        SupervisorOptions {
-            ready_timeout: Duration::from_secs(20),
-            stop_timeout: Duration::from_secs(5),
-            ..SupervisorOptions::default()
-        },
-    )
-    .await?;
-    let socket = sup.socket().to_owned();
-    env.supervisor = Some(sup);
-    let cri = CriClient::connect_when_ready(&socket, Duration::from_secs(20))
-        .await?
-        .with_importer(CtrImporter::new(&socket).with_snapshotter(config.snapshotter.as_str()));
-    env.cri = Some(cri.clone());
-    cri.import_image(&images.join("pause.tar")).await?;
-    cri.import_image(&images.join("busybox.tar")).await?;
+    let images = env.build_test_images().await?;
+    let config = env.containerd_config();
+    env.start_containerd(&config).await?;
+    let cri = env.connect(&config).await?;
+    RealRuntimeEnv::import_test_images(&cri, &images).await?;
     step("containerd ready, images imported");
 
     // The pod: host network (no CNI), a container that logs and serves HTTP.
     let http_port = free_port();
     let uid = format!("uid-{}", std::process::id());
-    let log_dir = env.dir.join("pods").join(format!("default_web_{uid}"));
+    let sandbox_config = env.sandbox_config("web", "default", &uid, NamespaceMode::Node)?;
+    let log_dir = PathBuf::from(&sandbox_config.log_directory);
     std::fs::create_dir_all(log_dir.join("app"))?;
-    let sandbox_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "web".into(),
-            namespace: "default".into(),
-            uid: uid.clone(),
-            attempt: 0,
-        }),
-        log_directory: log_dir.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..NamespaceOption::default()
-                }),
-                ..LinuxSandboxSecurityContext::default()
-            }),
-            ..LinuxPodSandboxConfig::default()
-        }),
-        ..PodSandboxConfig::default()
-    };
     let sandbox_id = cri.run_pod_sandbox(sandbox_config.clone(), "").await?;
     let script = format!(
         "echo line-1; sleep 0.3; echo line-2 >&2; mkdir -p /tmp/www; echo hello-httpd > /tmp/www/index.html; \
@@ -262,11 +122,11 @@ async fn run(env: &mut Env) -> TestResult {
     step("container started");
 
     // PKI, the API server over HTTPS, the agent on loopback.
-    let tls_dir = env.dir.join("server").join("tls");
+    let tls_dir = env.dir().join("server").join("tls");
     let pki = kedge_pki::ensure_pki(&tls_dir, &[])?;
     let kubelet_client = kedge_pki::ensure_kubelet_client_cert(&tls_dir)?;
     let serving = kedge_pki::ensure_kubelet_serving_cert(
-        &env.dir.join("agent").join("tls"),
+        &env.dir().join("agent").join("tls"),
         &tls_dir,
         NODE,
         &["127.0.0.1".parse()?],
@@ -312,7 +172,7 @@ async fn run(env: &mut Env) -> TestResult {
     tokio::spawn(agent.serve(agent_listener, agent_tls, std::future::pending()));
 
     let store = Arc::new(kedge_store::SqliteStore::open(
-        &env.dir.join("state.db"),
+        &env.dir().join("state.db"),
         kedge_store::Durability::Full,
         kedge_store::DEFAULT_WINDOW,
     )?);
@@ -348,7 +208,7 @@ async fn run(env: &mut Env) -> TestResult {
         std::future::pending(),
     ));
     api.bootstrap().await?;
-    let kubeconfig = env.dir.join("kubeconfig");
+    let kubeconfig = env.dir().join("kubeconfig");
     kedge_pki::write_kubeconfig(
         &kubeconfig,
         0o600,

@@ -43,6 +43,19 @@ async fn request_token(c: &kube::Client, sa: &str, spec: Value) -> (u16, Value) 
     .await
 }
 
+/// A TokenRequest that must fail: (status, the Status message, or the body
+/// when it has none).
+async fn token_error(c: &kube::Client, sa: &str, spec: Value) -> (u16, String) {
+    let (code, v) = request_token(c, sa, spec).await;
+    let message = v["message"].as_str().map(str::to_owned);
+    (code, message.unwrap_or_else(|| v.to_string()))
+}
+
+/// A TokenRequest spec bound to an object.
+fn bound_to(kind: &str, name: &str) -> Value {
+    json!({"boundObjectRef": {"apiVersion": "v1", "kind": kind, "name": name}})
+}
+
 /// SelfSubjectReview as the token's bearer: (status, userInfo).
 async fn whoami(s: &TestServer, token: &str) -> (u16, Value) {
     let c = s.with_token(token).await;
@@ -331,15 +344,14 @@ async fn token_request_validation_matches_upstream() {
     )
     .await;
 
-    let (code, v) = request_token(&c, "robot", json!({"expirationSeconds": 60})).await;
-    assert_eq!(code, 422, "{v}");
     assert_eq!(
-        v["message"],
-        "TokenRequest.authentication.k8s.io \"\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"
+        token_error(&c, "robot", json!({"expirationSeconds": 60})).await,
+        (422, "TokenRequest.authentication.k8s.io \"\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes".into())
     );
-    let (code, v) = request_token(&c, "nobody", json!({})).await;
-    assert_eq!(code, 404, "{v}");
-    assert_eq!(v["message"], "serviceaccounts \"nobody\" not found");
+    assert_eq!(
+        token_error(&c, "nobody", json!({})).await,
+        (404, "serviceaccounts \"nobody\" not found".into())
+    );
     let (code, _) = get_json(&c, &token_path(NS, "robot")).await;
     assert_eq!(code, 405);
     let (code, v) = post_json(
@@ -353,24 +365,16 @@ async fn token_request_validation_matches_upstream() {
         v["message"],
         "TokenRequest.authentication.k8s.io \"robot\" is invalid: metadata.name: Invalid value: \"other\": must match the service account name if specified"
     );
-    let (code, v) = request_token(
-        &c,
-        "robot",
-        json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "ghost"}}),
-    )
-    .await;
-    assert_eq!(code, 404, "{v}");
-    assert_eq!(v["message"], "pods \"ghost\" not found");
-    let (code, v) = request_token(
-        &c,
-        "robot",
-        json!({"boundObjectRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "kube-root-ca.crt"}}),
-    )
-    .await;
-    assert_eq!(code, 400, "{v}");
     assert_eq!(
-        v["message"],
-        "cannot bind token to object of type /v1, Kind=ConfigMap"
+        token_error(&c, "robot", bound_to("Pod", "ghost")).await,
+        (404, "pods \"ghost\" not found".into())
+    );
+    assert_eq!(
+        token_error(&c, "robot", bound_to("ConfigMap", "kube-root-ca.crt")).await,
+        (
+            400,
+            "cannot bind token to object of type /v1, Kind=ConfigMap".into()
+        )
     );
 
     // A pod running as another service account.
@@ -381,16 +385,9 @@ async fn token_request_validation_matches_upstream() {
     )
     .await;
     assert_eq!(code, 201, "{v}");
-    let (code, v) = request_token(
-        &c,
-        "robot",
-        json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p-default"}}),
-    )
-    .await;
-    assert_eq!(code, 400, "{v}");
     assert_eq!(
-        v["message"],
-        "cannot bind token for serviceaccount \"robot\" to pod running with different serviceaccount name."
+        token_error(&c, "robot", bound_to("Pod", "p-default")).await,
+        (400, "cannot bind token for serviceaccount \"robot\" to pod running with different serviceaccount name.".into())
     );
 
     // Bound to a Secret with a stale uid: a Conflict.
@@ -401,24 +398,12 @@ async fn token_request_validation_matches_upstream() {
     )
     .await;
     assert_eq!(code, 201);
-    let (code, v) = request_token(
-        &c,
-        "robot",
-        json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Secret", "name": "s1", "uid": "stale"}}),
-    )
-    .await;
-    assert_eq!(code, 409, "{v}");
     assert_eq!(
-        v["message"],
-        "Operation cannot be fulfilled on Secret \"s1\": the UID in the bound object reference (stale) does not match the UID in record. The object might have been deleted and then recreated"
+        token_error(&c, "robot", json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Secret", "name": "s1", "uid": "stale"}})).await,
+        (409, "Operation cannot be fulfilled on Secret \"s1\": the UID in the bound object reference (stale) does not match the UID in record. The object might have been deleted and then recreated".into())
     );
     // Bound to the Secret: deleting it invalidates the token.
-    let (code, tr) = request_token(
-        &c,
-        "robot",
-        json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Secret", "name": "s1"}}),
-    )
-    .await;
+    let (code, tr) = request_token(&c, "robot", bound_to("Secret", "s1")).await;
     assert_eq!(code, 201, "{tr}");
     let token = tr["status"]["token"].as_str().expect("token").to_string();
     assert_eq!(payload(&token)["kubernetes.io"]["secret"]["name"], "s1");

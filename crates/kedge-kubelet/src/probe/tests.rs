@@ -1000,17 +1000,34 @@ async fn a_container_without_probes_is_started_and_ready() {
 
 // ---------------------------------------------------------------- hooks --
 
-fn hook_target<'a>(
-    pod: &'a Value,
-    container: &'a Value,
+/// `run_handler` for one container of `pod_with(container)`.
+struct Hooks<'a> {
+    runtime: &'a FakeRuntime,
+    pod: Value,
+    container: Value,
     id: &'a str,
     ip: &'a str,
-) -> HookTarget<'a> {
-    HookTarget {
-        pod,
-        container,
-        container_id: id,
-        pod_ip: ip,
+}
+
+impl<'a> Hooks<'a> {
+    fn new(runtime: &'a FakeRuntime, container: Value, id: &'a str, ip: &'a str) -> Self {
+        Hooks {
+            runtime,
+            pod: pod_with(container.clone()),
+            container,
+            id,
+            ip,
+        }
+    }
+
+    async fn run(&self, hook: &Value, limit: Duration) -> Result<Option<HookWarning>, HookError> {
+        let target = HookTarget {
+            pod: &self.pod,
+            container: &self.container,
+            container_id: self.id,
+            pod_ip: self.ip,
+        };
+        run_handler(self.runtime, hook, target, limit).await
     }
 }
 
@@ -1024,43 +1041,19 @@ async fn exec_hooks_report_upstreams_message() {
             _ => exit_with(0, "", ""),
         }
     }));
-    let container = json!({"name": "web"});
-    let pod = pod_with(container.clone());
+    let hooks = Hooks::new(&runtime, json!({"name": "web"}), &id, "127.0.0.1");
     let ok = json!({"exec": {"command": ["sh", "-c", "true"]}});
     let limit = Duration::from_secs(30);
-    assert_eq!(
-        run_handler(
-            &runtime,
-            &ok,
-            hook_target(&pod, &container, &id, "127.0.0.1"),
-            limit
-        )
-        .await,
-        Ok(None)
-    );
+    assert_eq!(hooks.run(&ok, limit).await, Ok(None));
     let bad = json!({"exec": {"command": ["sh", "-c", "exit 3"]}});
-    let err = run_handler(
-        &runtime,
-        &bad,
-        hook_target(&pod, &container, &id, "127.0.0.1"),
-        limit,
-    )
-    .await
-    .expect_err("fails");
+    let err = hooks.run(&bad, limit).await.expect_err("fails");
     assert_eq!(
         err.to_string(),
         "Exec lifecycle hook ([sh -c exit 3]) for Container \"web\" in Pod \"web-0_default(uid1)\" failed - error: \
          command 'sh -c exit 3' exited with 3: oops, message: \"outoops\""
     );
     let invalid = json!({"tcpSocket": {"port": 80}});
-    let err = run_handler(
-        &runtime,
-        &invalid,
-        hook_target(&pod, &container, &id, "127.0.0.1"),
-        limit,
-    )
-    .await
-    .expect_err("invalid");
+    let err = hooks.run(&invalid, limit).await.expect_err("invalid");
     assert!(
         err.to_string()
             .starts_with("Cannot run handler: invalid handler: "),
@@ -1072,34 +1065,18 @@ async fn exec_hooks_report_upstreams_message() {
 async fn http_hooks_accept_any_answer_and_report_connection_errors() {
     let (port, seen) = http_server(|_| response("500 Internal Server Error", &[], "")).await;
     let container = json!({"name": "web", "ports": [{"name": "admin", "containerPort": port}]});
-    let pod = pod_with(container.clone());
     let runtime = FakeRuntime::new();
+    let hooks = Hooks::new(&runtime, container, "c", "127.0.0.1");
     let hook = json!({"httpGet": {"path": "/pre-stop", "port": "admin"}});
     let limit = Duration::from_secs(10);
-    assert_eq!(
-        run_handler(
-            &runtime,
-            &hook,
-            hook_target(&pod, &container, "c", "127.0.0.1"),
-            limit
-        )
-        .await,
-        Ok(None)
-    );
+    assert_eq!(hooks.run(&hook, limit).await, Ok(None));
     let head = seen.lock().expect("seen")[0].clone();
     assert!(head.starts_with("GET /pre-stop HTTP/1.1"), "{head}");
     assert_eq!(header(&head, "user-agent"), ["kube-lifecycle/1.33"]);
 
     let closed = closed_port().await;
     let hook = json!({"httpGet": {"path": "/pre-stop", "port": closed}});
-    let err = run_handler(
-        &runtime,
-        &hook,
-        hook_target(&pod, &container, "c", "127.0.0.1"),
-        limit,
-    )
-    .await
-    .expect_err("refused");
+    let err = hooks.run(&hook, limit).await.expect_err("refused");
     assert_eq!(
         err.to_string(),
         format!(
@@ -1111,14 +1088,7 @@ async fn http_hooks_accept_any_answer_and_report_connection_errors() {
     // HTTPS answered in plain HTTP: retried over HTTP, without Authorization.
     let hook = json!({"httpGet": {"path": "/x", "port": port, "scheme": "HTTPS",
         "httpHeaders": [{"name": "Authorization", "value": "Bearer t"}]}});
-    let warning = run_handler(
-        &runtime,
-        &hook,
-        hook_target(&pod, &container, "c", "127.0.0.1"),
-        limit,
-    )
-    .await
-    .expect("fallback");
+    let warning = hooks.run(&hook, limit).await.expect("fallback");
     assert_eq!(
         warning,
         Some(HookWarning {
@@ -1141,41 +1111,18 @@ async fn http_hooks_accept_any_answer_and_report_connection_errors() {
 #[tokio::test(start_paused = true)]
 async fn sleep_hooks_sleep_within_the_limit() {
     let runtime = FakeRuntime::new();
-    let container = json!({"name": "web"});
-    let pod = pod_with(container.clone());
+    let hooks = Hooks::new(&runtime, json!({"name": "web"}), "c", "");
     let t0 = Instant::now();
     let hook = json!({"sleep": {"seconds": 5}});
-    assert_eq!(
-        run_handler(
-            &runtime,
-            &hook,
-            hook_target(&pod, &container, "c", ""),
-            Duration::from_secs(30)
-        )
-        .await,
-        Ok(None)
-    );
+    assert_eq!(hooks.run(&hook, Duration::from_secs(30)).await, Ok(None));
     assert_eq!(t0.elapsed().as_secs(), 5);
     let hook = json!({"sleep": {"seconds": 60}});
-    let err = run_handler(
-        &runtime,
-        &hook,
-        hook_target(&pod, &container, "c", ""),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect_err("limit");
+    let err = hooks
+        .run(&hook, Duration::from_secs(30))
+        .await
+        .expect_err("limit");
     assert!(matches!(err, HookError::TimedOut { .. }), "{err}");
     assert_eq!(t0.elapsed().as_secs(), 35);
     let hook = json!({"sleep": {"seconds": 0}});
-    assert_eq!(
-        run_handler(
-            &runtime,
-            &hook,
-            hook_target(&pod, &container, "c", ""),
-            Duration::from_secs(1)
-        )
-        .await,
-        Ok(None)
-    );
+    assert_eq!(hooks.run(&hook, Duration::from_secs(1)).await, Ok(None));
 }

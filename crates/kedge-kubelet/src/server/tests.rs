@@ -108,6 +108,15 @@ fn pod(name: &str, containers: &[&str], statuses: Vec<ContainerStatus>) -> Arc<P
     })
 }
 
+/// Pod `web` with its one container `app` running as `id`.
+fn web_running(id: &str) -> Arc<Pod> {
+    pod(
+        "web",
+        &["app"],
+        vec![status("app", Some(id), running(), None)],
+    )
+}
+
 impl Harness {
     async fn start(translator: Option<Arc<dyn StreamTranslator>>) -> Harness {
         let tmp = tempfile::tempdir().unwrap();
@@ -237,6 +246,17 @@ impl Harness {
             parts.headers,
             String::from_utf8_lossy(&body).into_owned(),
         )
+    }
+
+    /// The status code and the `Status` message of a request that fails.
+    async fn error(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let (code, _, body) = self.request(method, path, headers).await;
+        (code, message(&body))
     }
 
     async fn get(&self, path: &str) -> (StatusCode, String) {
@@ -385,26 +405,22 @@ async fn exec_and_attach_check_options_and_container_state() {
         message(&body),
         "you must specify at least 1 of stdin, stdout, stderr"
     );
-    let (code, _, body) = h
-        .request(
+    assert_eq!(
+        h.error(
             Method::POST,
             "/exec/default/gone/app?command=ls&output=1",
             &[],
         )
-        .await;
-    assert_eq!(
-        (code, message(&body)),
+        .await,
         (StatusCode::NOT_FOUND, "pod does not exist".into())
     );
-    let (code, _, body) = h
-        .request(
+    assert_eq!(
+        h.error(
             Method::POST,
             "/exec/default/web/idle?command=ls&output=1",
             &[],
         )
-        .await;
-    assert_eq!(
-        (code, message(&body)),
+        .await,
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "container not found (\"idle\")".into()
@@ -420,23 +436,19 @@ async fn exec_and_attach_check_options_and_container_state() {
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     // Everything is right, but the client did not ask for an upgrade.
     h.runtime.clear_calls();
-    let (code, _, body) = h
-        .request(
+    assert_eq!(
+        h.error(
             Method::POST,
             "/exec/default/web/app?command=ls&output=1",
             &[],
         )
-        .await;
-    assert_eq!(
-        (code, message(&body)),
+        .await,
         (StatusCode::BAD_REQUEST, "Upgrade request required".into())
     );
     assert!(h.runtime.calls().contains(&"Exec"));
-    let (code, _, body) = h
-        .request(Method::GET, "/attach/default/web/app?output=1&tty=1", &[])
-        .await;
     assert_eq!(
-        (code, message(&body)),
+        h.error(Method::GET, "/attach/default/web/app?output=1&tty=1", &[])
+            .await,
         (StatusCode::BAD_REQUEST, "Upgrade request required".into())
     );
     assert!(h.runtime.calls().contains(&"Attach"));
@@ -459,20 +471,10 @@ async fn exec_and_attach_check_options_and_container_state() {
 async fn port_forward_needs_a_sandbox_and_valid_websocket_ports() {
     let h = Harness::start(None).await;
     let (sid, id) = h.container(0).await;
-    h.put(
-        pod(
-            "web",
-            &["app"],
-            vec![status("app", Some(&id), running(), None)],
-        ),
-        None,
-    );
+    h.put(web_running(&id), None);
     let ws = [("connection", "Upgrade"), ("upgrade", "websocket")];
-    let (code, _, body) = h
-        .request(Method::GET, "/portForward/default/web", &ws)
-        .await;
     assert_eq!(
-        (code, message(&body)),
+        h.error(Method::GET, "/portForward/default/web", &ws).await,
         (
             StatusCode::BAD_REQUEST,
             "query parameter \"port\" is required".into()
@@ -486,43 +488,27 @@ async fn port_forward_needs_a_sandbox_and_valid_websocket_ports() {
         message(&body).starts_with("unable to parse \"80,x\" as a port"),
         "{body}"
     );
-    let (code, _, body) = h
-        .request(Method::GET, "/portForward/default/web?port=0", &ws)
-        .await;
     assert_eq!(
-        (code, message(&body)),
+        h.error(Method::GET, "/portForward/default/web?port=0", &ws)
+            .await,
         (StatusCode::BAD_REQUEST, "port \"0\" must be > 0".into())
     );
-    let (code, _, body) = h
-        .request(Method::POST, "/portForward/default/web", &[])
-        .await;
     assert_eq!(
-        (code, message(&body)),
+        h.error(Method::POST, "/portForward/default/web", &[]).await,
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "pod not found (\"web_default\")".into()
         )
     );
-    h.put(
-        pod(
-            "web",
-            &["app"],
-            vec![status("app", Some(&id), running(), None)],
-        ),
-        Some(sid),
-    );
-    let (code, _, body) = h
-        .request(Method::POST, "/portForward/default/web/other-uid", &[])
-        .await;
+    h.put(web_running(&id), Some(sid));
     assert_eq!(
-        (code, message(&body)),
+        h.error(Method::POST, "/portForward/default/web/other-uid", &[])
+            .await,
         (StatusCode::NOT_FOUND, "pod not found".into())
     );
-    let (code, _, body) = h
-        .request(Method::POST, "/portForward/default/web/uid-web", &[])
-        .await;
     assert_eq!(
-        (code, message(&body)),
+        h.error(Method::POST, "/portForward/default/web/uid-web", &[])
+            .await,
         (StatusCode::BAD_REQUEST, "Upgrade request required".into())
     );
 }
@@ -557,14 +543,7 @@ async fn websocket_v5_goes_to_the_translator() {
     let translator = Arc::new(RecordingTranslator::default());
     let h = Harness::start(Some(translator.clone())).await;
     let (_, id) = h.container(0).await;
-    h.put(
-        pod(
-            "web",
-            &["app"],
-            vec![status("app", Some(&id), running(), None)],
-        ),
-        None,
-    );
+    h.put(web_running(&id), None);
     let v5 = [
         ("connection", "Upgrade"),
         ("upgrade", "websocket"),

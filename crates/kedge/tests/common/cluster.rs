@@ -3,7 +3,7 @@
 //! test-only pod network (bridge per test, no masquerade), and a clean-up
 //! that leaves nothing behind even when the test fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -23,23 +23,9 @@ pub struct Cluster {
     pub kubelet_port: u16,
 }
 
-/// Why this host cannot run the end-to-end tests, printed loudly.
+/// Whether this host cannot run the end-to-end tests (said loudly).
 pub fn skip(test: &str) -> bool {
-    match kedge_kubelet::testing::real_runtime_skip_reason() {
-        None => false,
-        Some(reason) => {
-            eprintln!(
-                "\n==================== SKIP {test} ====================\n{reason}\n\
-                 These tests run in CI as root after scripts/setup.sh.\n\
-                 =====================================================\n"
-            );
-            true
-        }
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
+    kedge_kubelet::testing::skip_real_runtime_test(test)
 }
 
 /// The test image tarballs, built once per machine (locked against
@@ -51,7 +37,9 @@ pub fn test_images() -> PathBuf {
     // SAFETY: flock on a file descriptor we own; released when `lock` drops.
     unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
     if !dir.join("busybox.tar").exists() || !dir.join("pause.tar").exists() {
-        let script = repo_root().join("scripts").join("build-test-images.sh");
+        let script = kedge_kubelet::testing::repo_root()
+            .join("scripts")
+            .join("build-test-images.sh");
         let out = Command::new(&script)
             .arg(&dir)
             .output()
