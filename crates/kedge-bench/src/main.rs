@@ -4,8 +4,10 @@
 //! and saves it (and JSON) under `bench-out/`. docs/benchmarks.md explains every method.
 //!
 //! It drives kedge only through its binary and its API, like any client;
-//! it links no kedge crate.
+//! the one kedge crate it links, `kedge-kubelet`, serves the node agent
+//! section's CRI floor and clean-up.
 
+mod agent;
 mod apply;
 mod load;
 mod probe;
@@ -43,6 +45,8 @@ pub enum Section {
     Watch,
     /// kubectl apply of a 500-object manifest vs plain POSTs; patch and apply latency
     Apply,
+    /// Node agent: pod start vs the CRI floor, idle footprint with pods, cold start to Node Ready (root + containerd)
+    Agent,
 }
 
 #[derive(Parser, Debug)]
@@ -197,6 +201,9 @@ async fn run(cli: Cli) -> Result<()> {
     }
     if wanted(Section::Apply) {
         rows.extend(sections::apply(&plan).await);
+    }
+    if wanted(Section::Agent) {
+        rows.extend(agent::agent(&plan).await);
     }
 
     let report = Report {
