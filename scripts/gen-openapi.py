@@ -93,7 +93,7 @@ SOURCE = (
 KEDGE_RESOURCES = {
     ("", "v1"): {
         "namespaces": ["status", "finalize"],
-        "pods": ["status", "binding"],
+        "pods": ["attach", "binding", "eviction", "exec", "log", "portforward", "status"],
         "bindings": [],
         "nodes": ["status"],
         "services": ["status"],

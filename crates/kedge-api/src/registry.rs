@@ -181,7 +181,15 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short(
             subs(
                 r("", "Pod", "pods", "pod", true),
-                &["attach", "binding", "exec", "log", "portforward", "status"],
+                &[
+                    "attach",
+                    "binding",
+                    "eviction",
+                    "exec",
+                    "log",
+                    "portforward",
+                    "status",
+                ],
             ),
             &["po"],
         ),
@@ -754,6 +762,7 @@ pub fn subresource_info(
     match sub {
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", &["create"]),
+        "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "attach" => ("", "v1", "PodAttachOptions", &["create", "get"]),
         "exec" => ("", "v1", "PodExecOptions", &["create", "get"]),
         "log" => ("", "v1", "Pod", &["get"]),

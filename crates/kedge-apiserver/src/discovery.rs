@@ -305,6 +305,15 @@ mod tests {
         let pods = res.iter().find(|r| r["resource"] == "pods").expect("pods");
         assert_eq!(pods["scope"], "Namespaced");
         assert_eq!(pods["shortNames"][0], "po");
-        assert_eq!(pods["subresources"][0]["subresource"], "status");
+        let subs: Vec<&str> = pods["subresources"]
+            .as_array()
+            .expect("subresources")
+            .iter()
+            .filter_map(|s| s["subresource"].as_str())
+            .collect();
+        assert!(
+            subs.contains(&"status") && subs.contains(&"exec"),
+            "{subs:?}"
+        );
     }
 }

@@ -100,7 +100,12 @@ async fn handle_inner(
         (&Method::GET, false) => "list",
         (&Method::GET, true) => "get",
         (&Method::POST, false) => "create",
-        (&Method::POST, true) if matches!(rp.subresource.as_deref(), Some("binding" | "token")) => {
+        (&Method::POST, true)
+            if matches!(
+                rp.subresource.as_deref(),
+                Some("binding" | "eviction" | "token")
+            ) =>
+        {
             "create"
         }
         (&Method::PUT, true) => "update",
@@ -109,7 +114,8 @@ async fn handle_inner(
         (&Method::DELETE, false) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
     };
-    if (registry::is_create_only(ri) || rp.subresource.as_deref() == Some("token"))
+    if (registry::is_create_only(ri)
+        || matches!(rp.subresource.as_deref(), Some("token" | "eviction")))
         && verb != "create"
     {
         return Err(ApiError::method_not_allowed());
@@ -637,6 +643,9 @@ async fn create(srv: &ApiServer, r: &Req, body: &[u8]) -> Result<Response<Body>,
     if r.sub.as_deref() == Some("token") {
         return crate::tokens::request::create(srv, r, obj).await;
     }
+    if r.sub.as_deref() == Some("eviction") {
+        return crate::eviction::create(srv, r, obj).await;
+    }
     let fv = FieldValidation::parse(r.query.field_validation.as_deref())?;
     let dups = fieldvalidation::duplicate_fields(body, is_json(&r.headers), fv);
     let mut obj = obj;
@@ -806,6 +815,11 @@ pub(crate) async fn create_object(
     }
     if ri.group.is_empty() && ri.plural == "pods" {
         crate::tokens::admission::admit_pod(srv, ns.unwrap_or(""), &mut obj).await?;
+        crate::admission_tolerations::admit_pod(
+            &mut obj,
+            srv.config.default_not_ready_toleration_seconds,
+            srv.config.default_unreachable_toleration_seconds,
+        );
     }
     strategy::prepare_for_create(ri, &mut obj);
     if ri.group == "apiextensions.k8s.io" && ri.plural == "customresourcedefinitions" {

@@ -4,10 +4,12 @@
 //! server-side printing. It talks to storage only through
 //! `kedge_store::Store` and must not reach containerd, nodes or the network.
 
+mod admission_tolerations;
 mod auth;
 mod bootstrap;
 mod crd;
 mod discovery;
+mod eviction;
 mod fieldvalidation;
 mod handler;
 mod ipalloc;
@@ -23,6 +25,7 @@ mod server;
 mod tokens;
 mod watch;
 
+pub use admission_tolerations::DEFAULT_TOLERATION_SECONDS;
 pub use auth::{Authenticator, User};
 pub use ipalloc::Cidr;
 pub use server::{ApiServer, Config, VersionInfo};

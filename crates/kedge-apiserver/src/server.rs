@@ -79,6 +79,12 @@ pub struct Config {
     /// Signs and verifies service-account tokens; `None` serves no
     /// `serviceaccounts/token` and accepts no service-account JWTs.
     pub service_account_key: Option<Arc<kedge_pki::ServiceAccountKey>>,
+    /// `tolerationSeconds` of the `node.kubernetes.io/not-ready:NoExecute`
+    /// toleration admission adds to pods (kube-apiserver's
+    /// `--default-not-ready-toleration-seconds`; kedge: 20, upstream: 300).
+    pub default_not_ready_toleration_seconds: i64,
+    /// Likewise for `node.kubernetes.io/unreachable:NoExecute`.
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// The API server: shared by every connection.

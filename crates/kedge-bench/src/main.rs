@@ -9,13 +9,17 @@
 
 mod agent;
 mod apply;
+mod devices;
 mod load;
 mod probe;
 mod rawsql;
+mod recovery;
 mod report;
+mod scheduler;
 mod sections;
 mod server;
 mod stats;
+mod testbed;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +51,12 @@ pub enum Section {
     Apply,
     /// Node agent: pod start vs the CRI floor, idle footprint with pods, cold start to Node Ready (root + containerd)
     Agent,
+    /// Scheduler throughput with 100 simulated nodes and 5,000 pending pods; create-to-bound p99
+    Scheduler,
+    /// Recovery: container crash -> Ready (real node), node lost -> pod elsewhere (kedge vs upstream defaults), scale 0 -> 50 bound
+    Recovery,
+    /// Device plugins: fake GPU unhealthy -> replacement pod Running, allocation overhead (root + containerd)
+    Devices,
 }
 
 #[derive(Parser, Debug)]
@@ -204,6 +214,15 @@ async fn run(cli: Cli) -> Result<()> {
     }
     if wanted(Section::Agent) {
         rows.extend(agent::agent(&plan).await);
+    }
+    if wanted(Section::Scheduler) {
+        rows.extend(scheduler::scheduler(&plan).await);
+    }
+    if wanted(Section::Recovery) {
+        rows.extend(recovery::recovery(&plan).await);
+    }
+    if wanted(Section::Devices) {
+        rows.extend(devices::devices(&plan).await);
     }
 
     let report = Report {

@@ -178,11 +178,14 @@ impl LeaderElector {
             return Ok(());
         };
         self.observe(&lease, now);
-        let observed = self.observed.clone().ok_or_else(|| LeaderError::HeldByOther {
-            namespace: self.config.namespace.clone(),
-            name: self.config.name.clone(),
-            holder: String::new(),
-        })?;
+        let observed = self
+            .observed
+            .clone()
+            .ok_or_else(|| LeaderError::HeldByOther {
+                namespace: self.config.namespace.clone(),
+                name: self.config.name.clone(),
+                holder: String::new(),
+            })?;
         let spec = lease.spec.get_or_insert_with(Default::default);
         match verdict(&observed, &self.config.identity, Instant::now()) {
             Verdict::Wait(holder) => {
@@ -221,8 +224,9 @@ impl LeaderElector {
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.unwrap_or_default();
         let renew_time = spec.renew_time.map(|t| t.0);
-        let lease_duration =
-            Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+        let lease_duration = Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
+        );
         let same = self
             .observed
             .as_ref()

@@ -33,6 +33,10 @@ pub enum AgentError {
     PauseImage(#[from] crate::images::ImageError),
     #[error("node: {0}")]
     Node(#[from] crate::node::NodeError),
+    #[error("device manager: {0}")]
+    Devices(#[from] kedge_devices::DeviceManagerError),
+    #[error("device plugin registration: {0}")]
+    Registration(#[from] kedge_devices::RegistrationError),
     #[error("cannot listen on {addr} for the agent API (is a kubelet or another kedge running? pick another --kubelet-port): {source}")]
     Listen {
         addr: SocketAddr,
@@ -68,6 +72,15 @@ pub struct AgentOptions {
     pub kubelet_version: String,
     /// The agent's HTTPS server configuration (client certificates required).
     pub tls: Arc<rustls::ServerConfig>,
+    /// Where accelerators are discovered (sysfs, proc and dev under it).
+    pub accelerator_root: PathBuf,
+    /// The built-in device plugins' settings.
+    pub builtin_devices: kedge_devices::builtin::BuiltinConfig,
+    /// The kubelet root: external device plugins register at
+    /// `<root>/device-plugins/kubelet.sock`.
+    pub kubelet_root: PathBuf,
+    /// Fail pods whose device turns unhealthy (default on).
+    pub fail_pods_on_device_failure: bool,
 }
 
 fn mkdir(path: PathBuf) -> Result<PathBuf, AgentError> {
@@ -137,7 +150,40 @@ pub async fn run(
     node_cfg.pod_network.bridge = opts.cni_bridge.clone();
     node_cfg.pod_network.ip_masq = opts.pod_masquerade;
     node_cfg.pod_network.network_name = "kedge".into();
-    let node_agent = NodeAgent::new(client.clone(), runtime.clone(), node_cfg)?;
+    // Devices: built-in plugins and external ones through one manager.
+    let devices = kedge_devices::DeviceManager::open(
+        kedge_devices::DeviceManagerConfig::for_data_dir(&opts.data_dir),
+    )?;
+    for plugin in
+        kedge_devices::builtin::discover_builtin(&opts.accelerator_root, &opts.builtin_devices)
+    {
+        tracing::info!(
+            resource = plugin.resource_name(),
+            "built-in device plugin found hardware"
+        );
+        devices.add_plugin(plugin);
+    }
+    let registration = kedge_devices::RegistrationServer::start(
+        &kedge_devices::RegistrationConfig {
+            kubelet_root: opts.kubelet_root.clone(),
+        },
+        devices.clone(),
+    )
+    .await?;
+    let (ext_tx, ext_rx) = watch::channel(extended_resources(&devices.node_devices()));
+    let mut devices_rx = devices.subscribe();
+    let devices_task = tokio::spawn(async move {
+        while devices_rx.changed().await.is_ok() {
+            let ext = extended_resources(&devices_rx.borrow_and_update());
+            ext_tx.send_if_modified(|cur| {
+                let changed = *cur != ext;
+                *cur = ext;
+                changed
+            });
+        }
+    });
+    let node_agent =
+        NodeAgent::new(client.clone(), runtime.clone(), node_cfg)?.with_extended_resources(ext_rx);
     let node = node_agent.handle();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -167,6 +213,7 @@ pub async fn run(
         cluster_domain: opts.cluster_domain.clone(),
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         host_etc_hosts: PathBuf::from("/etc/hosts"),
+        fail_pods_on_device_failure: opts.fail_pods_on_device_failure,
     };
     let manager = PodManager::new(
         pods_cfg,
@@ -175,6 +222,7 @@ pub async fn run(
         events,
         facts_rx,
         version.runtime_name.clone(),
+        Some(devices.clone()),
     );
     let running = manager.directory();
     let pods_task = tokio::spawn(manager.run(stopped(stop_rx.clone())));
@@ -214,6 +262,8 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
     facts_task.abort();
     rotator.abort();
+    devices_task.abort();
+    registration.shutdown().await;
     drop(importer);
     if let Some(s) = supervisor {
         if let Err(e) = s.shutdown().await {
@@ -221,6 +271,24 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// What the devices add to the Node: extended resources (a resource whose
+/// plugin is gone stays at 0, as upstream) and labels.
+fn extended_resources(d: &kedge_devices::NodeDevices) -> crate::node::ExtendedResources {
+    let mut ext = crate::node::ExtendedResources {
+        labels: d.labels.clone(),
+        ..Default::default()
+    };
+    for (name, r) in &d.resources {
+        ext.capacity.insert(name.clone(), r.capacity);
+        ext.allocatable.insert(name.clone(), r.allocatable);
+    }
+    for name in &d.removed {
+        ext.capacity.insert(name.clone(), 0);
+        ext.allocatable.insert(name.clone(), 0);
+    }
+    ext
 }
 
 fn node_facts(s: &NodeState) -> NodeFacts {

@@ -281,6 +281,15 @@ impl NodeAgentConfig {
     }
 }
 
+/// Extended resources the node advertises (devices), with the labels that
+/// describe them. A resource whose plugin went away stays at 0, as upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtendedResources {
+    pub capacity: BTreeMap<String, u64>,
+    pub allocatable: BTreeMap<String, u64>,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A `status.addresses` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAddress {
@@ -421,6 +430,8 @@ pub struct NodeAgent<R> {
     api: NodeApi,
     runtime: Arc<R>,
     config: NodeAgentConfig,
+    /// Extended resources and labels from the device manager.
+    extended: Option<watch::Receiver<ExtendedResources>>,
     state: watch::Sender<NodeState>,
     /// Wakes the status loop early (the network became ready).
     wake: Notify,
@@ -439,9 +450,17 @@ impl<R: RuntimeService + ImageService + 'static> NodeAgent<R> {
             api: NodeApi::new(client),
             runtime,
             config,
+            extended: None,
             state,
             wake: Notify::new(),
         })
+    }
+
+    /// Advertise extended resources (devices) and their labels; the status
+    /// is posted again whenever they change.
+    pub fn with_extended_resources(mut self, rx: watch::Receiver<ExtendedResources>) -> Self {
+        self.extended = Some(rx);
+        self
     }
 
     /// A view of the node for the rest of the agent.
@@ -482,8 +501,45 @@ impl<R: RuntimeService + ImageService + 'static> NodeAgent<R> {
         tokio::join!(
             self.status_loop(&mut sync),
             self.lease_loop(),
-            self.pod_cidr_loop()
+            self.pod_cidr_loop(),
+            self.extended_loop()
         );
+    }
+
+    /// Wakes the status loop when the extended resources change, and keeps
+    /// their labels on the Node.
+    async fn extended_loop(&self) {
+        let Some(mut rx) = self.extended.clone() else {
+            return;
+        };
+        let mut applied: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let labels = rx.borrow_and_update().labels.clone();
+            if labels != applied {
+                let mut patch_labels = serde_json::Map::new();
+                for k in applied.keys() {
+                    if !labels.contains_key(k) {
+                        patch_labels.insert(k.clone(), Value::Null);
+                    }
+                }
+                for (k, v) in &labels {
+                    patch_labels.insert(k.clone(), json!(v));
+                }
+                let patch = json!({"metadata": {"labels": patch_labels}});
+                match self.api.merge_patch(&self.node_path(), &patch).await {
+                    Ok(_) => applied = labels,
+                    Err(e) => {
+                        warn!(error = %e, "cannot label the node with its devices; retrying");
+                        tokio::time::sleep(self.config.retry_interval).await;
+                        continue;
+                    }
+                }
+            }
+            self.wake.notify_one();
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     fn node_path(&self) -> String {
@@ -640,9 +696,20 @@ impl<R: RuntimeService + ImageService + 'static> NodeAgent<R> {
             *s != before
         });
 
+        let mut capacity_q = capacity.to_quantities();
+        let mut allocatable_q = allocatable.to_quantities();
+        if let Some(rx) = &self.extended {
+            let ext = rx.borrow().clone();
+            for (k, v) in ext.capacity {
+                capacity_q.insert(k, v.to_string());
+            }
+            for (k, v) in ext.allocatable {
+                allocatable_q.insert(k, v.to_string());
+            }
+        }
         Ok(json!({
-            "capacity": capacity.to_quantities(),
-            "allocatable": allocatable.to_quantities(),
+            "capacity": capacity_q,
+            "allocatable": allocatable_q,
             "conditions": conditions,
             "addresses": addresses,
             "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},

@@ -39,6 +39,18 @@ struct Cli {
 enum Sub {
     /// Run the control plane (API server, datastore) and, unless disabled, a node agent
     Server(Box<ServerArgs>),
+    /// Check this host for what kedge needs
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckConfigArgs {
+    /// Print the accelerators kedge finds (NVIDIA, Intel GPU, Coral Edge TPU) as JSON
+    #[arg(long)]
+    pub accelerators: bool,
+    /// Host root where accelerators are discovered (sysfs, proc and dev under it)
+    #[arg(long, default_value = "/")]
+    pub accelerator_root: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,12 +144,42 @@ pub struct ServerArgs {
     /// Masquerade pod traffic leaving the pod network (tests turn it off)
     #[arg(long, default_value_t = true, hide = true, action = clap::ArgAction::Set)]
     pub pod_masquerade: bool,
+    /// Host root where accelerators are discovered (sysfs, proc and dev under it)
+    #[arg(long, default_value = "/")]
+    pub accelerator_root: PathBuf,
+    /// Turn a built-in accelerator plugin off: nvidia, intel or coral (repeatable)
+    #[arg(long = "disable-accelerator", value_parser = ["nvidia", "intel", "coral"])]
+    pub disable_accelerator: Vec<String>,
+    /// Share each NVIDIA GPU between this many pods (time-slicing; 0: off)
+    #[arg(long, default_value_t = 0)]
+    pub nvidia_time_slicing_replicas: u32,
+    /// Pods that may share one Intel GPU
+    #[arg(long, default_value_t = 1)]
+    pub intel_gpu_shared_dev_num: u32,
+    /// Resource name of Coral Edge TPUs
+    #[arg(long, default_value = "google.com/edge-tpu")]
+    pub edge_tpu_resource_name: String,
+    /// Fail the pods of an accelerator that turns unhealthy so their controllers replace them
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub fail_pods_on_device_failure: bool,
+    /// The kubelet root directory (device plugins register under <dir>/device-plugins)
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub kubelet_root_dir: PathBuf,
     /// Where pod logs go (/var/log/pods, as upstream)
     #[arg(long, default_value = "/var/log/pods", hide = true)]
     pub pod_logs_dir: PathBuf,
     /// Seconds between watch bookmarks (tests shorten it)
     #[arg(long, default_value_t = 60, hide = true)]
     pub watch_bookmark_interval: u64,
+    /// Seconds pods tolerate their node being not ready before eviction (upstream: 300)
+    #[arg(long, default_value_t = kedge_apiserver::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate their node being unreachable before eviction (upstream: 300)
+    #[arg(long, default_value_t = kedge_apiserver::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_unreachable_toleration_seconds: i64,
+    /// How long a node may stay silent before it is marked Unknown, e.g. 15s or 1m (upstream: 40s)
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -147,12 +189,46 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal file mode such as 600 or 644"))
 }
 
+/// A Go-style duration (`15s`, `1m30s`, `500ms`) or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 15s, 1m or 500ms");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += std::time::Duration::try_from_secs_f64(n * scale).map_err(|_| bad())?;
+    }
+    Ok(total)
+}
+
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
     s.parse()
 }
 
 pub enum Command {
     Server(Box<ServerArgs>),
+    CheckConfig(CheckConfigArgs),
 }
 
 fn one_line(e: &clap::Error) -> String {
@@ -261,6 +337,7 @@ pub fn parse(mut argv: Vec<OsString>) -> Result<Command, ExitCode> {
             let _ = Cli::command().print_help();
             Err(ExitCode::from(2))
         }
+        Some(Sub::CheckConfig(args)) => Ok(Command::CheckConfig(args)),
         Some(Sub::Server(args)) => {
             let explicit = matches
                 .subcommand_matches("server")
@@ -283,7 +360,7 @@ pub fn parse(mut argv: Vec<OsString>) -> Result<Command, ExitCode> {
                 .command
             {
                 Some(Sub::Server(a)) => Ok(Command::Server(a)),
-                None => Err(ExitCode::from(2)),
+                _ => Err(ExitCode::from(2)),
             }
         }
     }
@@ -316,9 +393,27 @@ mod tests {
         v.iter().map(OsString::from).collect()
     }
 
+    #[test]
+    fn check_config_takes_the_accelerator_root() {
+        match parse(args(&[
+            "kedge",
+            "check-config",
+            "--accelerators",
+            "--accelerator-root",
+            "/x",
+        ])) {
+            Ok(Command::CheckConfig(a)) => {
+                assert!(a.accelerators);
+                assert_eq!(a.accelerator_root, std::path::PathBuf::from("/x"));
+            }
+            _ => panic!("check-config did not parse"),
+        }
+    }
+
     fn server(v: &[&str]) -> ServerArgs {
         match parse(args(v)) {
             Ok(Command::Server(a)) => *a,
+            Ok(_) => panic!("not a server command: {v:?}"),
             Err(_) => panic!("parse failed for {v:?}"),
         }
     }
@@ -333,6 +428,24 @@ mod tests {
         assert_eq!(a.cluster_cidr.to_string(), "10.42.0.0/16");
         assert_eq!(a.service_cidr.to_string(), "10.43.0.0/16");
         assert_eq!(a.write_kubeconfig, PathBuf::from("/etc/kedge/kedge.yaml"));
+        assert_eq!(a.default_not_ready_toleration_seconds, 10);
+        assert_eq!(a.default_unreachable_toleration_seconds, 10);
+        assert_eq!(
+            a.node_monitor_grace_period,
+            std::time::Duration::from_secs(15)
+        );
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match cmd {
+        cli::Command::CheckConfig(args) => check_config(&args),
         cli::Command::Server(args) => {
             cli::init_logging(&args.log_format, args.verbosity);
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -37,6 +38,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `kedge check-config`. For now: `--accelerators` prints what the built-in
+/// device plugins find under the accelerator root.
+fn check_config(args: &cli::CheckConfigArgs) -> ExitCode {
+    if !args.accelerators {
+        eprintln!(
+            "kedge: check-config needs --accelerators (host checks are not part of this build yet)"
+        );
+        return ExitCode::from(2);
+    }
+    let report = kedge_devices::builtin::accelerator_report(
+        &args.accelerator_root,
+        &kedge_devices::builtin::BuiltinConfig::default(),
+    );
+    println!("{}", report.to_json());
+    ExitCode::SUCCESS
 }
 
 /// The error and its causes on one line, each cause once: library errors

@@ -136,6 +136,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         watch_timeout: Duration::from_secs(1800),
         root_ca_pem: pki.server_ca_cert_pem.clone(),
         service_account_key: Some(Arc::new(sa_key)),
+        default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
     };
     let api = ApiServer::new(store.clone(), config);
     // The API server's client certificate for node agents (logs, exec, port-forward).
@@ -164,6 +166,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         crate::local_client::local_client(&api, crate::local_client::controller_identity()),
         kedge_controllers::ControllerOptions {
             identity: node_name.clone(),
+            node_monitor_grace_period: args.node_monitor_grace_period,
         },
         async move {
             let _ = controllers_rx.wait_for(|s| *s).await;
@@ -271,6 +274,10 @@ fn start_agent(
         pod_logs_dir: args.pod_logs_dir.clone(),
         kubelet_version: cli::git_version(),
         tls: Arc::new(tls),
+        accelerator_root: args.accelerator_root.clone(),
+        builtin_devices: builtin_devices(args),
+        kubelet_root: args.kubelet_root_dir.clone(),
+        fail_pods_on_device_failure: args.fail_pods_on_device_failure,
     };
     let client =
         crate::local_client::local_client(api, crate::local_client::node_identity(node_name));
@@ -286,6 +293,19 @@ fn start_agent(
         result
     });
     Ok((stop_tx, task))
+}
+
+/// The built-in accelerator plugins as the flags configure them.
+pub fn builtin_devices(args: &ServerArgs) -> kedge_devices::builtin::BuiltinConfig {
+    let mut cfg = kedge_devices::builtin::BuiltinConfig::default();
+    let off = |name: &str| args.disable_accelerator.iter().any(|d| d == name);
+    cfg.nvidia.enabled = !off("nvidia");
+    cfg.nvidia.time_slicing_replicas = args.nvidia_time_slicing_replicas;
+    cfg.intel.enabled = !off("intel");
+    cfg.intel.shared_dev_num = args.intel_gpu_shared_dev_num;
+    cfg.coral.enabled = !off("coral");
+    cfg.coral.resource_name = args.edge_tpu_resource_name.clone();
+    cfg
 }
 
 fn fmt_host(h: &str) -> String {

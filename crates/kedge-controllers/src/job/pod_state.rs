@@ -56,7 +56,10 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
 }
 
 /// Whether the object's controller reference points at `uid`.
-pub fn controlled_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+pub fn controlled_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    uid: &str,
+) -> bool {
     meta.owner_references
         .iter()
         .flatten()
@@ -206,7 +209,9 @@ mod tests {
     fn active_terminal_terminating() {
         let running = pod(json!({"metadata": {"name": "a"}, "status": {"phase": "Running"}}));
         let done = pod(json!({"metadata": {"name": "b"}, "status": {"phase": "Succeeded"}}));
-        let deleting = pod(json!({"metadata": {"name": "c", "deletionTimestamp": "2025-01-01T00:00:00Z"}, "status": {"phase": "Running"}}));
+        let deleting = pod(
+            json!({"metadata": {"name": "c", "deletionTimestamp": "2025-01-01T00:00:00Z"}, "status": {"phase": "Running"}}),
+        );
         assert!(is_active(&running));
         assert!(!is_active(&done) && is_terminal(&done));
         assert!(!is_active(&deleting) && is_terminating(&deleting));
@@ -214,8 +219,10 @@ mod tests {
 
     #[test]
     fn availability_needs_min_ready_seconds() {
-        let p = pod(json!({"metadata": {"name": "a"}, "status": {"phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}));
+        let p = pod(
+            json!({"metadata": {"name": "a"}, "status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}),
+        );
         let t0: Timestamp = "2025-01-01T00:00:05Z".parse().expect("ts");
         assert!(is_available(&p, 0, t0));
         assert!(is_available(&p, 5, t0));
@@ -232,23 +239,39 @@ mod tests {
                 values: Some(vec!["a".into(), "b".into()]),
             }]),
         };
-        assert_eq!(selector_string(&sel).as_deref(), Some("app=x,tier in (a,b)"));
-        let l: std::collections::BTreeMap<String, String> =
-            [("app".to_string(), "x".to_string()), ("tier".to_string(), "b".to_string())].into();
+        assert_eq!(
+            selector_string(&sel).as_deref(),
+            Some("app=x,tier in (a,b)")
+        );
+        let l: std::collections::BTreeMap<String, String> = [
+            ("app".to_string(), "x".to_string()),
+            ("tier".to_string(), "b".to_string()),
+        ]
+        .into();
         assert!(selector_matches(&sel, Some(&l)));
-        let l2: std::collections::BTreeMap<String, String> = [("app".to_string(), "x".to_string())].into();
+        let l2: std::collections::BTreeMap<String, String> =
+            [("app".to_string(), "x".to_string())].into();
         assert!(!selector_matches(&sel, Some(&l2)));
     }
 
     #[test]
     fn deletion_prefers_unscheduled_then_not_ready() {
         let mut pods = [
-            pod(json!({"metadata": {"name": "ready"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})),
-            pod(json!({"metadata": {"name": "unready"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running"}})),
-            pod(json!({"metadata": {"name": "pending"}, "spec": {"containers": []}, "status": {"phase": "Pending"}})),
+            pod(
+                json!({"metadata": {"name": "ready"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "unready"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running"}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "pending"}, "spec": {"containers": []}, "status": {"phase": "Pending"}}),
+            ),
         ];
         pods.sort_by(deletion_order);
-        let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
         assert_eq!(names, ["pending", "unready", "ready"]);
     }
 }

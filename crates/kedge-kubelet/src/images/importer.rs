@@ -85,6 +85,8 @@ pub struct ImageImporter<R> {
     settle: Duration,
     record: RecordFile,
     record_loaded: bool,
+    /// A scan has completed (see the settle rule in `scan_once`).
+    scanned_once: bool,
     /// Files whose import failed, with the fingerprint that failed.
     failed: HashMap<String, FileFingerprint>,
     /// Fingerprints seen by the previous scan.
@@ -113,6 +115,7 @@ impl<R: ImageService + 'static> ImageImporter<R> {
             settle: Duration::from_secs(2),
             record: RecordFile::default(),
             record_loaded: false,
+            scanned_once: false,
             failed: HashMap::new(),
             previous: HashMap::new(),
         }
@@ -190,7 +193,10 @@ impl<R: ImageService + 'static> ImageImporter<R> {
                 report.unchanged += 1;
                 continue;
             }
-            let stable = self.previous.get(&name) == Some(&fingerprint);
+            // Files already there when the agent starts are taken as
+            // complete (an import of a half-copied file fails and is retried
+            // once the file changes); later ones must sit still first.
+            let stable = self.previous.get(&name) == Some(&fingerprint) || !self.scanned_once;
             if !stable && recently_modified(fingerprint, now, self.settle) {
                 debug!(file = %name, "image tarball changed in the last seconds; waiting");
                 report.deferred.push(name);
@@ -232,6 +238,7 @@ impl<R: ImageService + 'static> ImageImporter<R> {
             }
         }
         self.previous = seen;
+        self.scanned_once = true;
         if record_dirty {
             self.save_record()?;
         }
@@ -529,12 +536,30 @@ mod tests {
         runtime.add_importable(&tarball, &["kedge.local/big:1"]);
         let mut importer = ImageImporter::new(Arc::new(runtime.clone()), dir.path())
             .with_settle_time(Duration::from_secs(3600));
+        // The first scan at start: the directory is empty.
+        std::fs::rename(&tarball, dir.path().join("big.tmp")).expect("hide");
+        importer.scan_once().await.expect("scan");
+        std::fs::rename(dir.path().join("big.tmp"), &tarball).expect("appear");
         let report = importer.scan_once().await.expect("scan");
         assert_eq!(report.deferred, vec!["big.tar".to_owned()]);
         assert_eq!(imports(&runtime), 0);
         // Unchanged since the previous scan: imported now.
         let report = importer.scan_once().await.expect("scan");
         assert_eq!(report.imported.len(), 1, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn files_present_at_start_are_imported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = FakeRuntime::new();
+        let tarball = dir.path().join("fresh.tar");
+        std::fs::write(&tarball, b"just copied").expect("write");
+        runtime.add_importable(&tarball, &["kedge.local/fresh:1"]);
+        let mut importer = ImageImporter::new(Arc::new(runtime.clone()), dir.path())
+            .with_settle_time(Duration::from_secs(3600));
+        let report = importer.scan_once().await.expect("scan");
+        assert_eq!(report.imported.len(), 1, "{report:?}");
+        assert!(report.deferred.is_empty());
     }
 
     #[tokio::test]

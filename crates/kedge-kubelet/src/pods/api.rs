@@ -134,6 +134,17 @@ impl ApiClient {
         .await
     }
 
+    pub async fn strategic_patch(&self, path: &str, patch: &Value) -> Result<Value> {
+        let bytes = serde_json::to_vec(patch).unwrap_or_default();
+        self.send(
+            Method::PATCH,
+            path,
+            Some("application/strategic-merge-patch+json"),
+            bytes,
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str, options: &Value) -> Result<Value> {
         let bytes = serde_json::to_vec(options).unwrap_or_default();
         self.send(Method::DELETE, path, Some("application/json"), bytes)

@@ -52,6 +52,9 @@ pub struct PodsConfig {
     pub resolv_conf: PathBuf,
     /// The host's /etc/hosts (hostNetwork pods get a copy).
     pub host_etc_hosts: PathBuf,
+    /// Fail the pods of a device that turns unhealthy, so their controllers
+    /// replace them (kedge's self-healing; upstream leaves them running).
+    pub fail_pods_on_device_failure: bool,
 }
 
 /// What the node tells the pods: addresses, allocatable.
@@ -169,6 +172,10 @@ pub(crate) struct AgentShared<R> {
     /// with the probe's grace period and the kill message.
     probe_kills: Mutex<HashMap<String, (Option<i64>, String)>>,
     probe_tx: mpsc::UnboundedSender<ProbeEvent>,
+    pub devices: Option<kedge_devices::DeviceManager>,
+    /// Pods to fail because a device they hold turned unhealthy:
+    /// uid → (reason, message).
+    device_failures: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl<R: RuntimeService + ImageService + 'static> AgentShared<R> {
@@ -502,6 +509,86 @@ impl<R: RuntimeService + ImageService + 'static> AgentShared<R> {
         (ready, started)
     }
 
+    /// Devices for every container of a pod that asks for extended
+    /// resources a device plugin serves, by container name (upstream's
+    /// admission-time allocation).
+    pub async fn allocate_devices(
+        &self,
+        pod: &Value,
+    ) -> Result<HashMap<String, kedge_devices::ContainerAllocation>, String> {
+        let mut out = HashMap::new();
+        let Some(devices) = &self.devices else {
+            return Ok(out);
+        };
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        let mut containers: Vec<Value> = Vec::new();
+        for k in ["initContainers", "containers"] {
+            if let Some(cs) = pod["spec"][k].as_array() {
+                containers.extend(cs.iter().cloned());
+            }
+        }
+        for c in &containers {
+            let mut requests = BTreeMap::new();
+            let limits: Vec<(String, Value)> = c["resources"]["limits"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            for (k, v) in &limits {
+                if !k.contains('/') || k.starts_with("hugepages-") {
+                    continue;
+                }
+                if let Some(n) = v
+                    .as_str()
+                    .and_then(|q| Quantity::parse(q).ok())
+                    .map(|q| q.value())
+                    .or_else(|| v.as_i64())
+                {
+                    if n > 0 {
+                        requests.insert(k.clone(), n as u64);
+                    }
+                }
+            }
+            if requests.is_empty() {
+                continue;
+            }
+            let name = c["name"].as_str().unwrap_or("").to_owned();
+            let alloc = devices
+                .allocate(&uid, &name, &requests)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.insert(name, alloc);
+        }
+        Ok(out)
+    }
+
+    /// Runs a device plugin's PreStartContainer for a container, if any.
+    pub async fn devices_pre_start(&self, pod_uid: &str, container: &str) -> Result<(), String> {
+        match &self.devices {
+            Some(d) => d
+                .pre_start_container(pod_uid, container)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    pub fn release_devices(&self, pod_uid: &str) {
+        if let Some(d) = &self.devices {
+            if let Err(e) = d.release(pod_uid) {
+                tracing::warn!(pod_uid, error = %e, "cannot release the pod's devices");
+            }
+        }
+    }
+
+    /// A pod to fail because one of its devices failed.
+    pub fn device_failure(&self, uid: &str) -> Option<(String, String)> {
+        self.device_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+    }
+
     fn waker(&self, uid: &str) -> Option<Arc<Notify>> {
         self.wakers
             .lock()
@@ -673,6 +760,7 @@ impl<R: RuntimeService + ImageService + 'static> PodManager<R> {
         events: EventRecorder,
         node: watch::Receiver<NodeFacts>,
         runtime_name: String,
+        devices: Option<kedge_devices::DeviceManager>,
     ) -> PodManager<R> {
         let host_dns = std::fs::read_to_string(&config.resolv_conf)
             .map(|t| podspec::parse_resolv_conf(&t))
@@ -698,6 +786,8 @@ impl<R: RuntimeService + ImageService + 'static> PodManager<R> {
                 probes: Mutex::new(HashMap::new()),
                 probe_kills: Mutex::new(HashMap::new()),
                 probe_tx,
+                devices,
+                device_failures: Mutex::new(HashMap::new()),
             }),
             probe_rx: Some(probe_rx),
         }
@@ -714,6 +804,10 @@ impl<R: RuntimeService + ImageService + 'static> PodManager<R> {
             .take()
             .map(|rx| tokio::spawn(probe_events(self.shared.clone(), rx)));
         let shared = self.shared;
+        let health = shared
+            .devices
+            .as_ref()
+            .map(|d| tokio::spawn(device_health(shared.clone(), d.health_events())));
         let gvk = GroupVersionKind::gvk("", "v1", "Pod");
         let ar = ApiResource::from_gvk(&gvk);
         let pods: kube::Api<DynamicObject> = kube::Api::all_with(shared.api.kube().clone(), &ar);
@@ -787,11 +881,20 @@ impl<R: RuntimeService + ImageService + 'static> PodManager<R> {
                     if !reconciled {
                         reconciled = true;
                         remove_orphans(&shared, &seen).await;
+                        if let Some(d) = &shared.devices {
+                            let live = seen.iter().cloned().collect();
+                            if let Err(e) = d.retain_pods(&live) {
+                                tracing::warn!(error = %e, "cannot prune device allocations");
+                            }
+                        }
                     }
                 }
             }
         }
         relist.abort();
+        if let Some(h) = health {
+            h.abort();
+        }
         if let Some(p) = probes {
             p.abort();
         }
@@ -889,6 +992,90 @@ async fn probe_events<R: RuntimeService + ImageService + 'static>(
                 }
             }
         }
+    }
+}
+
+/// A device turned unhealthy: an event on each pod holding it, and the pod
+/// fails so that its controller replaces it on a healthy device or node.
+async fn device_health<R: RuntimeService + ImageService + 'static>(
+    shared: Arc<AgentShared<R>>,
+    mut rx: tokio::sync::broadcast::Receiver<kedge_devices::DeviceHealthEvent>,
+) {
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "device health events were dropped");
+                continue;
+            }
+            Err(_) => return,
+        };
+        tracing::warn!(resource = %ev.resource, device = %ev.device_id, healthy = ev.healthy, reason = %ev.reason, "device health changed");
+        let Some(devices) = &shared.devices else {
+            return;
+        };
+        accelerator_condition(&shared, devices, &ev).await;
+        if ev.healthy || !shared.config.fail_pods_on_device_failure {
+            continue;
+        }
+        for uid in devices.pods_on_device(&ev.resource, &ev.device_id) {
+            let Some(record) = shared.directory.by_uid(&uid) else {
+                continue;
+            };
+            let message = format!(
+                "device {} ({}) is unhealthy: {}",
+                ev.device_id, ev.resource, ev.reason
+            );
+            shared.events.pod_event(
+                &record.pod,
+                None,
+                events::WARNING,
+                "DeviceUnhealthy",
+                message.clone(),
+            );
+            shared
+                .device_failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(uid.clone(), ("DeviceUnhealthy".to_owned(), message));
+            if let Some(w) = shared.waker(&uid) {
+                w.notify_one();
+            }
+        }
+    }
+}
+
+/// The node condition `AcceleratorHealthy`: False (reason `DeviceUnhealthy`)
+/// while any device is unhealthy, naming them and the last cause.
+async fn accelerator_condition<R: RuntimeService + ImageService + 'static>(
+    shared: &Arc<AgentShared<R>>,
+    devices: &kedge_devices::DeviceManager,
+    ev: &kedge_devices::DeviceHealthEvent,
+) {
+    let mut unhealthy = Vec::new();
+    for (resource, r) in &devices.node_devices().resources {
+        for d in r.devices.iter().filter(|d| !d.healthy) {
+            unhealthy.push(format!("{resource} {}", d.id));
+        }
+    }
+    let now = status::now_rfc3339();
+    let condition = if unhealthy.is_empty() {
+        serde_json::json!({
+            "type": "AcceleratorHealthy", "status": "True", "reason": "DevicesHealthy",
+            "message": "all accelerators are healthy",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        })
+    } else {
+        serde_json::json!({
+            "type": "AcceleratorHealthy", "status": "False", "reason": "DeviceUnhealthy",
+            "message": format!("unhealthy: {}; last: {} {}: {}", unhealthy.join(", "), ev.resource, ev.device_id, ev.reason),
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        })
+    };
+    let patch = serde_json::json!({"status": {"conditions": [condition]}});
+    let path = format!("/api/v1/nodes/{}/status", shared.config.node_name);
+    if let Err(e) = shared.api.strategic_patch(&path, &patch).await {
+        tracing::warn!(error = %e, "cannot set the node's AcceleratorHealthy condition");
     }
 }
 

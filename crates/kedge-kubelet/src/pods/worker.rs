@@ -72,6 +72,9 @@ pub(crate) struct PodWorker<R> {
     volumes_at: Option<tokio::time::Instant>,
     etc_hosts: Option<String>,
     failed: Option<(String, String)>,
+    /// Devices allocated at admission, by container name.
+    devices: Option<HashMap<String, kedge_devices::ContainerAllocation>>,
+    devices_released: bool,
 }
 
 /// Why a sync stopped early, shown as the container's waiting reason.
@@ -93,6 +96,8 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
             volumes_at: None,
             etc_hosts: None,
             failed: None,
+            devices: None,
+            devices_released: false,
         }
     }
 
@@ -158,6 +163,28 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
         let terminal = matches!(phase, "Succeeded" | "Failed") || self.failed.is_some();
         let mut next = RESYNC;
 
+        if !terminal && self.failed.is_none() {
+            if let Some(reason) = self.shared.device_failure(&self.uid) {
+                self.failed = Some(reason);
+                self.kill_pod(pod, None).await;
+            }
+        }
+        if !terminal && self.failed.is_none() && self.devices.is_none() {
+            // Admission: the pod's devices, once.
+            match self.shared.allocate_devices(pod).await {
+                Ok(d) => self.devices = Some(d),
+                Err(msg) => {
+                    self.shared.events.pod_event(
+                        pod,
+                        None,
+                        WARNING,
+                        "UnexpectedAdmissionError",
+                        msg.clone(),
+                    );
+                    self.failed = Some(("UnexpectedAdmissionError".to_owned(), msg));
+                }
+            }
+        }
         if !terminal {
             if let Some(reason) = self.deadline_exceeded(pod) {
                 self.shared.events.pod_event(
@@ -177,7 +204,12 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
         }
         let mut sandbox = current_sandbox(&sandboxes);
         if terminal {
-            // A finished pod keeps its status; its sandbox is stopped.
+            // A finished pod frees its devices and keeps its status; its
+            // sandbox is stopped.
+            if !self.devices_released {
+                self.devices_released = true;
+                self.shared.release_devices(&self.uid);
+            }
             if let Some(sb) = sandbox.as_ref().filter(|s| s.ready) {
                 let running: Vec<&ObservedContainer> = containers
                     .iter()
@@ -619,10 +651,13 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
             service_env: self.shared.service_env(pod).await,
             seccomp_root: self.shared.config.seccomp_root.display().to_string(),
         };
-        let config = match podspec::container_config(pod, spec, &opts, &resolver) {
+        let mut config = match podspec::container_config(pod, spec, &opts, &resolver) {
             Ok(c) => c,
             Err(e) => return Err(self.config_error(pod, &field_path, e.to_string())),
         };
+        if let Some(alloc) = self.devices.as_ref().and_then(|d| d.get(&name)) {
+            add_devices(&mut config, alloc);
+        }
         let log_dir = std::path::Path::new(&sandbox_config.log_directory).join(&name);
         let _ = std::fs::create_dir_all(&log_dir);
         let id = match self
@@ -651,6 +686,13 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
             "Created",
             format!("Created container: {name}"),
         );
+        if let Err(e) = self.shared.devices_pre_start(&self.uid, &name).await {
+            let msg = format!("Error: {e}");
+            self.shared
+                .events
+                .pod_event(pod, Some(&field_path), WARNING, "Failed", msg.clone());
+            return Err(Waiting::new("RunContainerError", e));
+        }
         if let Err(e) = self.shared.runtime.start_container(&id).await {
             let msg = format!("Error: {e}");
             self.shared
@@ -940,6 +982,7 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
             }
         }
         self.shared.teardown_volumes(&self.uid).await;
+        self.shared.release_devices(&self.uid);
         self.shared.crash_backoff.forget_prefix(&self.uid);
         self.shared.pull_backoff.forget_prefix(&self.uid);
     }
@@ -1178,6 +1221,40 @@ impl<R: RuntimeService + ImageService + 'static> PodWorker<R> {
             }
         }
         new
+    }
+}
+
+/// Puts a device plugin's allocation into the container's CRI config.
+fn add_devices(config: &mut api::ContainerConfig, alloc: &kedge_devices::ContainerAllocation) {
+    for d in &alloc.devices {
+        config.devices.push(api::Device {
+            container_path: d.container_path.clone(),
+            host_path: d.host_path.clone(),
+            permissions: d.permissions.clone(),
+        });
+    }
+    for m in &alloc.mounts {
+        config.mounts.push(api::Mount {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.read_only,
+            ..Default::default()
+        });
+    }
+    for (k, v) in &alloc.envs {
+        config.envs.retain(|e| &e.key != k);
+        config.envs.push(api::KeyValue {
+            key: k.clone(),
+            value: v.clone(),
+        });
+    }
+    for (k, v) in &alloc.annotations {
+        config.annotations.insert(k.clone(), v.clone());
+    }
+    for name in &alloc.cdi_devices {
+        config
+            .cdi_devices
+            .push(api::CdiDevice { name: name.clone() });
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Cluster {
     pub node: String,
     pub bridge: String,
     pub kubelet_port: u16,
+    kubelet_root: PathBuf,
 }
 
 /// Whether this host cannot run the end-to-end tests (said loudly).
@@ -56,6 +57,11 @@ pub fn test_images() -> PathBuf {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Self::start_with(&[]).await
+    }
+
+    /// A cluster whose server gets `extra` flags too.
+    pub async fn start_with(extra: &[&str]) -> Cluster {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let tag = (pid % 1000) * 10 + n;
@@ -65,33 +71,39 @@ impl Cluster {
         let kubelet_port = free_port();
         let images = test_images();
         let port = kubelet_port.to_string();
-        let server = TestServer::start_with_agent_prepared(
-            &[
-                "--node-name",
-                &node,
-                "--node-ip",
-                "127.0.0.1",
-                "--cluster-cidr",
-                &cidr,
-                "--cni-bridge",
-                &bridge,
-                "--pod-masquerade=false",
-                "--kubelet-port",
-                &port,
-            ],
-            |data_dir| {
-                let dst = data_dir.join("agent").join("images");
-                std::fs::create_dir_all(&dst).expect("images dir");
-                std::fs::copy(images.join("busybox.tar"), dst.join("busybox.tar"))
-                    .expect("copy busybox.tar");
-            },
-        )
+        // Device plugins register under the kubelet root: one per cluster.
+        let kubelet_root = std::env::temp_dir().join(format!("kedge-test-kubelet-{pid}-{n}"));
+        let kubelet_root_arg = kubelet_root.display().to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        if !extra.contains(&"--kubelet-root-dir") {
+            args.extend_from_slice(&["--kubelet-root-dir", &kubelet_root_arg]);
+        }
+        args.extend_from_slice(&[
+            "--node-name",
+            &node,
+            "--node-ip",
+            "127.0.0.1",
+            "--cluster-cidr",
+            &cidr,
+            "--cni-bridge",
+            &bridge,
+            "--pod-masquerade=false",
+            "--kubelet-port",
+            &port,
+        ]);
+        let server = TestServer::start_with_agent_prepared(&args, |data_dir| {
+            let dst = data_dir.join("agent").join("images");
+            std::fs::create_dir_all(&dst).expect("images dir");
+            std::fs::copy(images.join("busybox.tar"), dst.join("busybox.tar"))
+                .expect("copy busybox.tar");
+        })
         .await;
         let c = Cluster {
             server,
             node,
             bridge,
             kubelet_port,
+            kubelet_root,
         };
         c.wait_node_ready(Duration::from_secs(60)).await;
         c
@@ -269,6 +281,7 @@ impl Drop for Cluster {
             eprintln!("cluster clean-up killed: {}", left.join(", "));
         }
         kedge_kubelet::testing::unmount_under(self.server.dir.path());
+        let _ = std::fs::remove_dir_all(&self.kubelet_root);
         if !kedge_kubelet::testing::delete_bridge(&self.bridge) {
             eprintln!("cannot delete bridge {}", self.bridge);
         }
