@@ -41,6 +41,30 @@ enum Sub {
     Server(Box<ServerArgs>),
     /// Check this host for what kedge needs
     CheckConfig(CheckConfigArgs),
+    /// Copy the datastore to a file (SQLite online backup: safe while kedge runs)
+    Backup(BackupArgs),
+    /// Replace the datastore with a backup (kedge server must be stopped)
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// The backup file to write
+    #[arg(long)]
+    pub to: PathBuf,
+    /// kedge's data dir (the datastore is <data-dir>/server/db/state.db)
+    #[arg(long, short = 'd', default_value = "/var/lib/kedge")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// The backup file to restore
+    #[arg(long)]
+    pub from: PathBuf,
+    /// kedge's data dir (the datastore is <data-dir>/server/db/state.db)
+    #[arg(long, short = 'd', default_value = "/var/lib/kedge")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +75,9 @@ pub struct CheckConfigArgs {
     /// Host root where accelerators are discovered (sysfs, proc and dev under it)
     #[arg(long, default_value = "/")]
     pub accelerator_root: PathBuf,
+    /// kedge's data dir (free disk is checked there)
+    #[arg(long, short = 'd', default_value = "/var/lib/kedge")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -229,6 +256,8 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
 pub enum Command {
     Server(Box<ServerArgs>),
     CheckConfig(CheckConfigArgs),
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
 }
 
 fn one_line(e: &clap::Error) -> String {
@@ -338,6 +367,8 @@ pub fn parse(mut argv: Vec<OsString>) -> Result<Command, ExitCode> {
             Err(ExitCode::from(2))
         }
         Some(Sub::CheckConfig(args)) => Ok(Command::CheckConfig(args)),
+        Some(Sub::Backup(args)) => Ok(Command::Backup(args)),
+        Some(Sub::Restore(args)) => Ok(Command::Restore(args)),
         Some(Sub::Server(args)) => {
             let explicit = matches
                 .subcommand_matches("server")

@@ -1,8 +1,11 @@
 //! The `kedge` binary: command line and wiring only.
 
+mod backup;
+mod checkconfig;
 mod cli;
 mod host;
 mod local_client;
+mod sdnotify;
 mod server;
 
 use std::process::ExitCode;
@@ -14,7 +17,10 @@ fn main() -> ExitCode {
     };
     match cmd {
         cli::Command::CheckConfig(args) => check_config(&args),
+        cli::Command::Backup(args) => backup::run_backup(&args.data_dir, &args.to),
+        cli::Command::Restore(args) => backup::run_restore(&args.data_dir, &args.from),
         cli::Command::Server(args) => {
+            sdnotify::take_socket_from_env();
             cli::init_logging(&args.log_format, args.verbosity);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -40,14 +46,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// `kedge check-config`. For now: `--accelerators` prints what the built-in
-/// device plugins find under the accelerator root.
+/// `kedge check-config`: every host requirement, one line each; with
+/// `--accelerators`, what the built-in device plugins find instead (JSON).
 fn check_config(args: &cli::CheckConfigArgs) -> ExitCode {
     if !args.accelerators {
-        eprintln!(
-            "kedge: check-config needs --accelerators (host checks are not part of this build yet)"
-        );
-        return ExitCode::from(2);
+        let checks = checkconfig::run_checks(std::path::Path::new("/"), &args.data_dir);
+        return checkconfig::print_report(&checks);
     }
     let report = kedge_devices::builtin::accelerator_report(
         &args.accelerator_root,

@@ -160,6 +160,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "kedge server is ready"
     );
+    let notify_client =
+        crate::local_client::local_client(&api, crate::local_client::controller_identity());
+    crate::sdnotify::spawn_ready(
+        notify_client,
+        (!args.disable_agent).then(|| node_name.clone()),
+    );
     // Controllers and the scheduler: API clients through the router.
     let (controllers_stop, mut controllers_rx) = tokio::sync::watch::channel(false);
     let controllers = tokio::spawn(kedge_controllers::run(
