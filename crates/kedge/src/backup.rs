@@ -10,7 +10,9 @@
 //! `state.db` open). It checks the backup, writes it next to the datastore,
 //! keeps the old datastore as `state.db.bak-<UTC timestamp>` (a hard link made
 //! after checkpointing its WAL) and renames the new file over `state.db`, so
-//! the datastore is at every moment either the old one or the new one.
+//! the datastore is at every moment either the old one or the new one. The
+//! restored datastore's revision counter is raised to the old one's, so no
+//! resourceVersion a client has seen is handed out again.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -133,6 +135,7 @@ pub fn restore(db: &Path, from: &Path) -> Result<Option<PathBuf>> {
     drop(src);
 
     let mut kept = None;
+    let mut old_revision = None;
     if db.exists() {
         // Fold the WAL into the file so that the kept copy is complete and
         // no stale WAL is left to be replayed onto the restored file.
@@ -140,11 +143,31 @@ pub fn restore(db: &Path, from: &Path) -> Result<Option<PathBuf>> {
         old.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .with_context(|| format!("checkpointing {}", db.display()))?;
         old.pragma_update(None, "journal_mode", "DELETE")?;
+        old_revision = old
+            .query_row(
+                "SELECT value FROM kedge_meta WHERE name = 'revision'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok();
         drop(old);
         let bak = sibling(db, &format!(".bak-{}", utc_stamp()))?;
         std::fs::hard_link(db, &bak)
             .with_context(|| format!("keeping the old datastore as {}", bak.display()))?;
         kept = Some(bak);
+    }
+    // Revisions only go forward: clients that saw the old datastore's
+    // resourceVersions must never see one reused for another change. Their
+    // watches from those revisions get 410 Gone and relist.
+    if let Some(rev) = old_revision {
+        Connection::open(&tmp)
+            .and_then(|c| {
+                c.execute(
+                    "UPDATE kedge_meta SET value = max(value, ?1) WHERE name = 'revision'",
+                    [rev],
+                )
+            })
+            .with_context(|| format!("carrying the revision over to {}", tmp.display()))?;
     }
     for side in ["-wal", "-shm"] {
         let p = sibling(db, side)?;
@@ -244,7 +267,8 @@ mod tests {
         c.execute_batch(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS kedge_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, revision INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, revision INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+             INSERT OR IGNORE INTO kedge_meta VALUES ('revision', 2);",
         )
         .expect("schema");
         for (i, r) in rows.iter().enumerate() {
@@ -280,8 +304,25 @@ mod tests {
             .expect("insert");
         // Our own open connection is not another process.
         drop(live);
+        let c = Connection::open(&db).expect("open");
+        c.execute(
+            "UPDATE kedge_meta SET value = 42 WHERE name = 'revision'",
+            [],
+        )
+        .expect("revision");
+        drop(c);
         let kept = restore(&db, &file).expect("restore").expect("kept");
         assert_eq!(keys(&db), ["a", "b"]);
+        let rev: i64 = Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT value FROM kedge_meta WHERE name = 'revision'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .expect("revision");
+        assert_eq!(rev, 42);
         assert_eq!(keys(&kept), ["a", "b", "c"]);
         assert!(kept.to_string_lossy().contains("state.db.bak-"));
     }

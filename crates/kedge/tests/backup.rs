@@ -46,10 +46,13 @@ async fn backup_while_running_then_restore() {
         "backup: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let mut last_rv = 0u64;
     for i in 0..5 {
-        cms.create(&PostParams::default(), &config_map(&format!("after-{i}")))
+        let cm = cms
+            .create(&PostParams::default(), &config_map(&format!("after-{i}")))
             .await
             .expect("create");
+        last_rv = rv(&cm);
     }
 
     // Refused while the server holds the datastore.
@@ -93,8 +96,19 @@ async fn backup_while_running_then_restore() {
             .expect("get")
             .is_none());
     }
-    // The restored datastore takes writes.
-    cms.create(&PostParams::default(), &config_map("after-restore"))
+    // The restored datastore takes writes, and never reuses a
+    // resourceVersion handed out before the restore.
+    let cm = cms
+        .create(&PostParams::default(), &config_map("after-restore"))
         .await
         .expect("create after restore");
+    assert!(rv(&cm) > last_rv, "{} <= {last_rv}", rv(&cm));
+}
+
+fn rv(cm: &ConfigMap) -> u64 {
+    cm.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("numeric resourceVersion")
 }
