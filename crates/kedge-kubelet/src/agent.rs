@@ -81,6 +81,8 @@ pub struct AgentOptions {
     pub kubelet_root: PathBuf,
     /// Fail pods whose device turns unhealthy (default on).
     pub fail_pods_on_device_failure: bool,
+    /// Hard eviction thresholds (pressure conditions, allocatable).
+    pub eviction_hard: crate::node::EvictionThresholds,
 }
 
 fn mkdir(path: PathBuf) -> Result<PathBuf, AgentError> {
@@ -150,6 +152,7 @@ pub async fn run(
     node_cfg.pod_network.bridge = opts.cni_bridge.clone();
     node_cfg.pod_network.ip_masq = opts.pod_masquerade;
     node_cfg.pod_network.network_name = "kedge".into();
+    node_cfg.eviction_hard = opts.eviction_hard.clone();
     // Devices: built-in plugins and external ones through one manager.
     let devices = kedge_devices::DeviceManager::open(
         kedge_devices::DeviceManagerConfig::for_data_dir(&opts.data_dir),

@@ -186,6 +186,9 @@ pub struct ServerArgs {
     /// Resource name of Coral Edge TPUs
     #[arg(long, default_value = "google.com/edge-tpu")]
     pub edge_tpu_resource_name: String,
+    /// Hard eviction thresholds, as the kubelet's --eviction-hard (e.g. memory.available<200Mi,imagefs.available<5%)
+    #[arg(long, value_parser = parse_eviction_hard)]
+    pub eviction_hard: Option<kedge_kubelet::node::EvictionThresholds>,
     /// Fail the pods of an accelerator that turns unhealthy so their controllers replace them
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub fail_pods_on_device_failure: bool,
@@ -247,6 +250,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         total += std::time::Duration::try_from_secs_f64(n * scale).map_err(|_| bad())?;
     }
     Ok(total)
+}
+
+fn parse_eviction_hard(s: &str) -> Result<kedge_kubelet::node::EvictionThresholds, String> {
+    kedge_kubelet::node::EvictionThresholds::parse(s)
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {

@@ -284,6 +284,7 @@ fn start_agent(
         builtin_devices: builtin_devices(args),
         kubelet_root: args.kubelet_root_dir.clone(),
         fail_pods_on_device_failure: args.fail_pods_on_device_failure,
+        eviction_hard: args.eviction_hard.clone().unwrap_or_default(),
     };
     let client =
         crate::local_client::local_client(api, crate::local_client::node_identity(node_name));

@@ -66,6 +66,46 @@ impl Default for EvictionThresholds {
 }
 
 impl EvictionThresholds {
+    /// Upstream's defaults overridden by an `--eviction-hard` value such as
+    /// `memory.available<200Mi,imagefs.available<5%` (signals not named keep
+    /// their defaults).
+    pub fn parse(spec: &str) -> Result<EvictionThresholds, String> {
+        let mut t = EvictionThresholds::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (signal, value) = part.split_once('<').ok_or_else(|| {
+                format!("{part:?} is not signal<quantity (such as memory.available<100Mi)")
+            })?;
+            let value = value.trim();
+            let threshold = match value.strip_suffix('%') {
+                Some(p) => {
+                    let p: f32 = p
+                        .parse()
+                        .map_err(|_| format!("{value:?} is not a percentage"))?;
+                    if !(0.0..=100.0).contains(&p) {
+                        return Err(format!("{value:?} is not between 0% and 100%"));
+                    }
+                    Threshold::Percentage(p / 100.0)
+                }
+                None => {
+                    let q = crate::podspec::Quantity::parse(value)
+                        .map_err(|_| format!("{value:?} is not a quantity"))?;
+                    Threshold::Quantity(q.value().max(0) as u64)
+                }
+            };
+            let slot = match signal.trim() {
+                "memory.available" => &mut t.memory_available,
+                "nodefs.available" => &mut t.nodefs_available,
+                "nodefs.inodesFree" => &mut t.nodefs_inodes_free,
+                "imagefs.available" => &mut t.imagefs_available,
+                "imagefs.inodesFree" => &mut t.imagefs_inodes_free,
+                "pid.available" => &mut t.pid_available,
+                other => return Err(format!("unknown eviction signal {other:?}")),
+            };
+            *slot = Some(threshold);
+        }
+        Ok(t)
+    }
+
     /// What node allocatable sets aside for the memory threshold
     /// (`hardEvictionReservation`), in bytes of `memory_capacity`.
     pub fn memory_reservation(&self, memory_capacity: u64) -> u64 {
@@ -157,6 +197,26 @@ impl PressureTracker {
             disk: out[1],
             pid: out[2],
         }
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn eviction_hard_overrides_the_named_signals() {
+        let t = EvictionThresholds::parse("memory.available<200Mi, imagefs.available<5%")
+            .expect("parse");
+        assert_eq!(
+            t.memory_available,
+            Some(Threshold::Quantity(200 * 1024 * 1024))
+        );
+        assert_eq!(t.imagefs_available, Some(Threshold::Percentage(0.05)));
+        assert_eq!(t.nodefs_available, Some(Threshold::Percentage(0.10)));
+        assert!(EvictionThresholds::parse("memory.available>1Gi").is_err());
+        assert!(EvictionThresholds::parse("disk.free<1%").is_err());
+        assert!(EvictionThresholds::parse("nodefs.available<150%").is_err());
     }
 }
 
