@@ -1052,12 +1052,20 @@ async fn accelerator_condition<R: RuntimeService + ImageService + 'static>(
     devices: &kedge_devices::DeviceManager,
     ev: &kedge_devices::DeviceHealthEvent,
 ) {
+    // The manager may publish the event before its own state reflects it:
+    // the event decides for its device.
+    let this = format!("{} {}", ev.resource, ev.device_id);
     let mut unhealthy = Vec::new();
     for (resource, r) in &devices.node_devices().resources {
         for d in r.devices.iter().filter(|d| !d.healthy) {
             unhealthy.push(format!("{resource} {}", d.id));
         }
     }
+    unhealthy.retain(|d| *d != this);
+    if !ev.healthy {
+        unhealthy.push(this);
+    }
+    unhealthy.sort();
     let now = status::now_rfc3339();
     let condition = if unhealthy.is_empty() {
         serde_json::json!({
