@@ -29,11 +29,17 @@ use crate::load::create_namespace;
 use crate::report::{Row, Verdict};
 use crate::sections::Plan;
 use crate::stats::{fmt_num, median, ms, Summary};
-use crate::testbed::{busybox_tarball, expect, get, name_of, post, Kedge, WatchStream, BUSYBOX};
+use crate::testbed::{
+    busybox_tarball, disk_pressure_tolerations, expect, get, name_of, post, Kedge, WatchStream,
+    BUSYBOX,
+};
 
 const NS: &str = "bench-devices";
 const RESOURCE: &str = "gpu.intel.com/i915";
 const CARDS: u32 = 2;
+const OVERHEAD_METRIC: &str = "Pod create -> Running, one fake GPU vs none (real node)";
+const HEALTH_METRIC: &str =
+    "Device unhealthy -> replacement pod Running (real node, fake Intel GPU)";
 /// The built-in plugins' rescan interval (kedge-devices' default).
 const RESCAN_S: u64 = 5;
 /// A shell that exits at once on SIGTERM, so deletions do not wait for the grace period.
@@ -94,10 +100,16 @@ async fn measure(plan: &Plan, node: &mut Kedge, tree: &Path) -> Result<Vec<Row>>
     create_namespace(&client, NS).await?;
     let mut rows = Vec::new();
     let pairs = if plan.quick { 5 } else { 10 };
-    rows.extend(overhead_rows(&client, &name, pairs).await?);
+    match overhead_rows(&client, &name, pairs).await {
+        Ok(r) => rows.extend(r),
+        Err(e) => rows.push(Row::error(OVERHEAD_METRIC, &node.explain(e))),
+    }
     let runs = if plan.quick { 2 } else { 5 };
     let cache = node.dir.join("kubectl-cache");
-    rows.extend(health_rows(plan, node, &client, tree, &cache, runs).await?);
+    match health_rows(plan, node, &client, tree, &cache, runs).await {
+        Ok(r) => rows.extend(r),
+        Err(e) => rows.push(Row::error(HEALTH_METRIC, &node.explain(e))),
+    }
     Ok(rows)
 }
 
@@ -180,6 +192,7 @@ fn pod_spec(gpu: bool) -> Value {
     json!({
         "terminationGracePeriodSeconds": 1,
         "automountServiceAccountToken": false,
+        "tolerations": disk_pressure_tolerations(),
         "containers": [c],
     })
 }
@@ -246,7 +259,7 @@ async fn overhead_rows(client: &kube::Client, node: &str, pairs: usize) -> Resul
     let (w, wo) = (Summary::of(with.clone()), Summary::of(without.clone()));
     let (mw, mwo) = (median(&with), median(&without));
     Ok(vec![Row::new(
-        "Pod create -> Running, one fake GPU vs none (real node)",
+        OVERHEAD_METRIC,
         format!(
             "{} vs {} ms p50 (+{} ms, {}x; p99 {} vs {})",
             fmt_num(mw),
@@ -381,7 +394,7 @@ async fn health_rows(
     let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
     let max = samples.iter().copied().fold(0.0, f64::max);
     Ok(vec![Row::new(
-        "Device unhealthy -> replacement pod Running (real node, fake Intel GPU)",
+        HEALTH_METRIC,
         format!(
             "{} ms (min {}, max {})",
             fmt_num(median(&samples)),

@@ -34,8 +34,8 @@ use crate::report::{Row, Verdict};
 use crate::sections::Plan;
 use crate::stats::{fmt_num, median, ms};
 use crate::testbed::{
-    busybox_tarball, expect, get, has_condition, merge_patch, name_of, node_of, post, Kedge,
-    SimNodes, WatchStream, BUSYBOX,
+    busybox_tarball, disk_pressure_tolerations, expect, get, has_condition, merge_patch, name_of,
+    node_of, post, Kedge, SimNodes, WatchStream, BUSYBOX,
 };
 
 const NS: &str = "bench-recovery";
@@ -202,6 +202,7 @@ async fn crash_samples(node: &mut Kedge, runs: usize) -> Result<(Vec<f64>, Vec<f
     let spec = json!({
         "terminationGracePeriodSeconds": 1,
         "automountServiceAccountToken": false,
+        "tolerations": disk_pressure_tolerations(),
         "containers": [{
             "name": "web", "image": BUSYBOX,
             "command": ["sh", "-c", "mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www"],

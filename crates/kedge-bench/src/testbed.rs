@@ -109,6 +109,13 @@ pub fn time_now() -> String {
         .to_string()
 }
 
+/// Real-node pods tolerate the disk-pressure taint: a build host's disk is
+/// often over the kubelet's 85% (imagefs) mark, and the scheduler would
+/// then leave them Pending. Nothing else about the pod changes.
+pub fn disk_pressure_tolerations() -> Value {
+    json!([{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}])
+}
+
 pub fn has_condition(obj: &Value, type_: &str, status: &str) -> bool {
     obj["status"]["conditions"]
         .as_array()
@@ -214,14 +221,24 @@ impl WatchStream {
         mut pred: impl FnMut(&Value) -> bool,
     ) -> Result<(Value, Instant)> {
         let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
         loop {
             match self.next_before(deadline).await? {
                 Some((kind, obj, at)) => {
-                    if matches!(kind.as_str(), "ADDED" | "MODIFIED") && pred(&obj) {
-                        return Ok((obj, at));
+                    if matches!(kind.as_str(), "ADDED" | "MODIFIED") {
+                        if pred(&obj) {
+                            return Ok((obj, at));
+                        }
+                        last = obj;
                     }
                 }
-                None => bail!("{what}: not within {timeout:?}"),
+                None => {
+                    let status: String = last["status"].to_string().chars().take(500).collect();
+                    bail!(
+                        "{what}: not within {timeout:?}; last object seen: {} status {status}",
+                        name_of(&last)
+                    )
+                }
             }
         }
     }
