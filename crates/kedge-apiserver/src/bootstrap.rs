@@ -56,6 +56,17 @@ pub async fn run(srv: &ApiServer) -> Result<(), ApiError> {
         )
         .await?;
     }
+    let pc = registry::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| ApiError::internal("priorityclasses not registered"))?;
+    for (name, value, description) in crate::admission_priority::SYSTEM_PRIORITY_CLASSES {
+        ensure(
+            srv,
+            pc,
+            None,
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority"}),
+        )
+        .await?;
+    }
     let ip = srv.config.service_cidr.nth(1).to_string();
     let port = srv.config.port;
     ensure(

@@ -815,6 +815,7 @@ pub(crate) async fn create_object(
     }
     if ri.group.is_empty() && ri.plural == "pods" {
         crate::tokens::admission::admit_pod(srv, ns.unwrap_or(""), &mut obj).await?;
+        crate::admission_priority::admit_pod(srv, &mut obj)?;
         crate::admission_tolerations::admit_pod(
             &mut obj,
             srv.config.default_not_ready_toleration_seconds,

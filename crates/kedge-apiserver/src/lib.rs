@@ -4,6 +4,7 @@
 //! server-side printing. It talks to storage only through
 //! `kedge_store::Store` and must not reach containerd, nodes or the network.
 
+mod admission_priority;
 mod admission_tolerations;
 mod auth;
 mod bootstrap;
