@@ -261,9 +261,10 @@ async fn overhead_rows(client: &kube::Client, node: &str, pairs: usize) -> Resul
     Ok(vec![Row::new(
         OVERHEAD_METRIC,
         format!(
-            "{} vs {} ms p50 (+{} ms, {}x; p99 {} vs {})",
+            "{} vs {} ms p50 ({}{} ms, {}x; p99 {} vs {})",
             fmt_num(mw),
             fmt_num(mwo),
+            if mw >= mwo { "+" } else { "" },
             fmt_num(mw - mwo),
             fmt_num(mw / mwo),
             fmt_num(w.p99),

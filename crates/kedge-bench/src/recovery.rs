@@ -185,13 +185,26 @@ async fn crash_rows(plan: &Plan) -> Vec<Row> {
         format!(
             "Deployment of 1 busybox httpd pod, readiness httpGet every 1 s; SIGKILL of the \
              container's main process from the host (pid from CRI) -> watch event with Ready=True \
-             and restartCount 1; a fresh pod per kill (first crash: no back-off); Ready=False seen \
-             after {} ms; {}",
-            fmt_num(median(&not_ready)),
+             and restartCount 1; a fresh pod per kill (first crash: no back-off); {}; {}",
+            not_ready_phrase(&not_ready),
             runs_phrase(samples.len())
         ),
         json!({"samples_ms": samples, "not_ready_seen_ms": not_ready}),
     )]
+}
+
+/// When Ready=False was seen between the kill and Ready again, if it was.
+fn not_ready_phrase(not_ready: &[f64]) -> String {
+    let seen = not_ready.iter().filter(|x| !x.is_nan()).count();
+    if seen == 0 {
+        "no Ready=False status in between (restarted within one status update)".to_string()
+    } else {
+        format!(
+            "Ready=False seen after {} ms in {seen} of {}",
+            fmt_num(median(not_ready)),
+            not_ready.len()
+        )
+    }
 }
 
 /// Kill -> Ready again per sample, and kill -> Ready=False seen, in ms.
@@ -673,6 +686,15 @@ mod tests {
             rows[1].method.contains("11.0x kedge's"),
             "{}",
             rows[1].method
+        );
+    }
+
+    #[test]
+    fn not_ready_phrase_counts_sightings() {
+        assert!(not_ready_phrase(&[f64::NAN, f64::NAN]).starts_with("no Ready=False"));
+        assert_eq!(
+            not_ready_phrase(&[f64::NAN, 500.0, 600.0]),
+            "Ready=False seen after 550 ms in 2 of 3"
         );
     }
 
