@@ -100,7 +100,7 @@ async fn lost_node_turns_unknown_is_tainted_and_its_pods_are_evicted_by_tolerati
     .await;
 
     // DefaultTolerationSeconds admission: the flag's value for unreachable,
-    // kedge's default (20 s) for not-ready.
+    // kedge's default (10 s) for not-ready.
     let tols = deflt["spec"]["tolerations"]
         .as_array()
         .cloned()
@@ -110,7 +110,7 @@ async fn lost_node_turns_unknown_is_tainted_and_its_pods_are_evicted_by_tolerati
         find(UNREACHABLE).expect("unreachable")["tolerationSeconds"],
         6
     );
-    assert_eq!(find(NOT_READY).expect("not-ready")["tolerationSeconds"], 20);
+    assert_eq!(find(NOT_READY).expect("not-ready")["tolerationSeconds"], 10);
     assert_eq!(find(NOT_READY).expect("not-ready")["effect"], "NoExecute");
 
     // Healthy nodes stay Ready and untainted.
