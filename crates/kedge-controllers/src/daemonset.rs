@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -128,21 +128,8 @@ impl Sync<'_> {
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&ev, &self.ds.object_ref(&()))
-            .await
-        {
-            tracing::debug!(error = %e, daemonset = %self.name, "cannot record event");
-        }
+        let object = self.ds.object_ref(&());
+        crate::util::events::record(&self.ctx.recorder, &object, type_, reason, note).await;
     }
 
     fn pods(&self) -> Api<Pod> {

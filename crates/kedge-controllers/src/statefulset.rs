@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -199,21 +199,8 @@ impl Sync<'_> {
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&ev, &self.set.object_ref(&()))
-            .await
-        {
-            tracing::debug!(error = %e, statefulset = %self.name, "cannot record event");
-        }
+        let object = self.set.object_ref(&());
+        crate::util::events::record(&self.ctx.recorder, &object, type_, reason, note).await;
     }
 
     fn pods(&self) -> Api<Pod> {

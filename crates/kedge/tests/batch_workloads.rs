@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::cluster::{skip, tail, Cluster, BUSYBOX};
-use common::{get_json, post_json, raw, TestServer};
+use common::{get_json, post_json, raw, wait_for, TestServer};
 use serde_json::{json, Value};
 
 const NS: &str = "default";
@@ -23,26 +22,6 @@ fn kubectl(s: &TestServer, minor: u32, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run kubectl")
-}
-
-/// Polls `f` until it yields `Some`, or panics with `what` and the log.
-async fn wait_for<T, F, Fut>(s: &TestServer, what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {timeout:?}\nlog tail:\n{}",
-            tail(&s.log(), 40)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn job(c: &kube::Client, name: &str) -> Value {

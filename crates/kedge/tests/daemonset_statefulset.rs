@@ -9,11 +9,10 @@
 mod common;
 mod simnode;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::cluster::{is_ready, skip, tail, Cluster, BUSYBOX};
-use common::{get_json, post_json, raw, TestServer};
+use common::{get_json, post_json, raw, wait_for, TestServer};
 use serde_json::{json, Value};
 use simnode::{merge_patch, set_pod_status, SimNode};
 
@@ -30,25 +29,6 @@ fn kubectl(s: &TestServer, minor: u32, args: &[&str]) -> std::process::Output {
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-async fn wait_for<T, F, Fut>(s: &TestServer, what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {timeout:?}\nlog tail:\n{}",
-            tail(&s.log(), 40)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn name(v: &Value) -> String {

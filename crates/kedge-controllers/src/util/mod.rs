@@ -1,6 +1,7 @@
 //! Pieces the controllers share: watch-fed caches, a work queue, controller
 //! expectations, label selectors, pod helpers and template hashing.
 
+pub mod events;
 pub mod expectations;
 pub mod hash;
 pub mod informer;

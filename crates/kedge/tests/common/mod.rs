@@ -248,6 +248,27 @@ pub async fn raw_with(
     (status, json, bytes)
 }
 
+/// Polls `f` until it yields `Some`, or panics with `what` and the
+/// server's log tail.
+pub async fn wait_for<T, F, Fut>(s: &TestServer, what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached in {timeout:?}\nlog tail:\n{}",
+            cluster::tail(&s.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn get_json(client: &kube::Client, path: &str) -> (u16, serde_json::Value) {
     let (s, v, _) = raw(client, "GET", path, None, vec![]).await;
     (s, v)
