@@ -98,6 +98,8 @@ pub struct ApiServer {
     pub(crate) crds: crate::crd::CrdRegistry,
     /// TLS to node agents for pods/log, exec, attach, portforward (`nodeproxy`).
     pub(crate) kubelet_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// Where joining nodes' certificates come from (`kedge agent`).
+    pub(crate) node_join: std::sync::OnceLock<crate::join::NodeJoin>,
     ready: AtomicBool,
 }
 
@@ -117,6 +119,7 @@ impl ApiServer {
             alloc_lock: tokio::sync::Mutex::new(()),
             crds: Default::default(),
             kubelet_client: std::sync::OnceLock::new(),
+            node_join: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         })
     }
@@ -151,6 +154,12 @@ impl ApiServer {
     ) -> Option<&'static kedge_api::ResourceInfo> {
         kedge_api::registry::lookup(group, version, plural)
             .or_else(|| self.crds.get(group, version, plural).map(|c| c.ri))
+    }
+
+    /// Let nodes join (`kedge agent`): their certificates are signed by the
+    /// CAs in this directory.
+    pub fn set_node_join(&self, join: crate::join::NodeJoin) {
+        let _ = self.node_join.set(join);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -243,6 +252,9 @@ async fn dispatch(State(srv): State<Arc<ApiServer>>, req: Request<Body>) -> Resp
 
 async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if path == crate::join::CACERTS_PATH {
+        return crate::join::cacerts(&srv, req.method());
+    }
     let identity = req.extensions().get::<Identity>().cloned();
     let user = match srv.authn.authenticate(req.headers(), identity.as_ref()) {
         Ok(u) => u,
@@ -258,6 +270,9 @@ async fn route(srv: Arc<ApiServer>, req: Request<Body>) -> Response<Body> {
         Ok(u) => u,
         Err(e) => return negotiate::error_response(&e),
     };
+    if crate::join::serves(&path) {
+        return crate::join::credentials(srv, user, req).await;
+    }
     let route = path::parse(&path);
     if !matches!(route, Route::Resource(_)) && req.method() != Method::GET {
         return negotiate::error_response(&ApiError::method_not_allowed());
