@@ -139,8 +139,14 @@ impl CertificateAuthority {
 
     /// Issues a leaf certificate with a fresh ECDSA P-256 key.
     pub(crate) fn issue(&self, spec: &LeafSpec<'_>) -> Result<CertAndKey> {
-        let what = || format!("certificate for {}", spec.common_name);
         let key = new_key(spec.common_name)?;
+        self.issue_for_key(spec, key)
+    }
+
+    /// Issues a leaf certificate for an existing key (a renewal that keeps the key,
+    /// as K3s does); the returned `key_pem` is that key, serialized as PKCS#8.
+    pub(crate) fn issue_for_key(&self, spec: &LeafSpec<'_>, key: KeyPair) -> Result<CertAndKey> {
+        let what = || format!("certificate for {}", spec.common_name);
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{KeyPair, PublicKeyData};
-use time::{Duration, OffsetDateTime};
 
 use crate::atomic_file::{ensure_dir, read_optional, read_required, write_atomic};
 use crate::authority::{
@@ -14,6 +13,7 @@ use crate::authority::{
 };
 use crate::error::{Error, Result};
 use crate::identity::{identity_of, Identity};
+use crate::inspect::{expires_before, format_rfc3339, CERTIFICATE_RENEW_BEFORE};
 use crate::san::{required_serving_sans, sans_of, San};
 
 /// CA that signs the API server's serving certificate; clients trust it.
@@ -39,8 +39,6 @@ pub const ADMIN_GROUP: &str = "system:masters";
 pub(crate) const DIR_MODE: u32 = 0o700;
 const KEY_MODE: u32 = 0o600;
 const CERT_MODE: u32 = 0o644;
-/// Leaf certificates this close to expiry are renewed at start-up, as K3s does.
-const RENEW_BEFORE: Duration = Duration::days(90);
 
 /// All PEM material of a cluster, as loaded from or written to `<data-dir>/server/tls`.
 #[derive(Debug, Clone)]
@@ -57,10 +55,13 @@ pub struct ClusterPki {
 ///
 /// The CAs are never replaced. A leaf certificate (serving or admin) is issued again
 /// from its CA when it is missing, unreadable, does not match its key, was not
-/// signed by the current CA, expires within 90 days, names the wrong subject, or
-/// (serving certificate) lacks one of the required names: the K3s defaults, the
-/// loopback addresses, this machine's hostname and `sans`. A re-issued serving
-/// certificate keeps the names its predecessor had, so names only accumulate.
+/// signed by the current CA, expires within 90 days ([`crate::CERTIFICATE_RENEW_BEFORE`]),
+/// names the wrong subject, or (serving certificate) lacks one of the required
+/// names: the K3s defaults, the loopback addresses, this machine's hostname and
+/// `sans`. A re-issued serving certificate keeps the names its predecessor had, so
+/// names only accumulate. As in K3s, a renewal keeps the private key when it is
+/// intact and belongs to the old certificate; only a missing or broken key is
+/// replaced (`kedge certificate rotate` removes keys to get new ones).
 pub fn ensure_pki(tls_dir: &Path, sans: &[String]) -> Result<ClusterPki> {
     // Reject bad names before anything is written.
     let serving_sans = required_serving_sans(sans)?;
@@ -114,6 +115,26 @@ pub fn issue_client_cert(
     user: &str,
     groups: &[String],
 ) -> Result<(String, String)> {
+    issue_client_cert_valid_for(tls_dir, user, groups, LEAF_VALIDITY.unsigned_abs())
+}
+
+/// [`issue_client_cert`] with another lifetime than the default year (K3s lets
+/// `CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS` change it; tests make short-lived
+/// certificates with it).
+pub fn issue_client_cert_valid_for(
+    tls_dir: &Path,
+    user: &str,
+    groups: &[String],
+    validity: std::time::Duration,
+) -> Result<(String, String)> {
+    let validity = time::Duration::try_from(validity).map_err(|_| Error::InvalidValidity {
+        reason: format!("{validity:?} is too long"),
+    })?;
+    if validity <= time::Duration::ZERO {
+        return Err(Error::InvalidValidity {
+            reason: "a certificate must be valid for some time".into(),
+        });
+    }
     if user.is_empty() {
         return Err(Error::InvalidSubject {
             reason: "empty user name".into(),
@@ -132,7 +153,7 @@ pub fn issue_client_cert(
         organizations: groups,
         sans: Vec::new(),
         usage: Usage::Client,
-        validity: LEAF_VALIDITY,
+        validity,
     })?;
     Ok((issued.cert_pem, issued.key_pem))
 }
@@ -181,37 +202,70 @@ pub(crate) fn ensure_leaf(
         _ => None,
     };
 
-    let reason = match &stored {
-        None => "it does not exist yet".to_string(),
+    let (reason, kept_key) = match &stored {
+        None => ("it does not exist yet".to_string(), None),
         Some(stored) => {
             let what = cert_path.display().to_string();
             match inspect_leaf(stored, ca, &spec, &what) {
                 Ok(StoredLeaf::Fits) => return Ok(stored.clone()),
-                Ok(StoredLeaf::Reissue { reason, sans }) => {
+                Ok(StoredLeaf::Reissue { reason, sans, key }) => {
                     // Keep the names the old certificate had: other parties may rely on them.
                     let wanted: BTreeSet<San> = spec.sans.drain(..).chain(sans).collect();
                     spec.sans = wanted.into_iter().collect();
-                    reason
+                    (reason, key)
                 }
-                Err(e) => format!("it cannot be read ({e})"),
+                Err(e) => (format!("it cannot be read ({e})"), None),
             }
         }
     };
 
-    let issued = ca.issue(&spec)?;
-    // Key first: a crash in between leaves a key that fails the match check next time.
-    write_atomic(&key_path, issued.key_pem.as_bytes(), KEY_MODE)?;
-    write_atomic(&cert_path, issued.cert_pem.as_bytes(), CERT_MODE)?;
-    tracing::info!(cert = %cert_path.display(), %reason, "issued certificate");
+    let key_kept = kept_key.is_some();
+    let issued = match (kept_key, &stored) {
+        (Some(key), Some(stored)) => {
+            // The key file stays as it is; only the certificate changes.
+            let issued = ca.issue_for_key(&spec, *key)?;
+            write_atomic(&cert_path, issued.cert_pem.as_bytes(), CERT_MODE)?;
+            CertAndKey {
+                cert_pem: issued.cert_pem,
+                key_pem: stored.key_pem.clone(),
+            }
+        }
+        _ => {
+            let issued = ca.issue(&spec)?;
+            // Key first: a crash in between leaves a key that fails the match check next time.
+            write_atomic(&key_path, issued.key_pem.as_bytes(), KEY_MODE)?;
+            write_atomic(&cert_path, issued.cert_pem.as_bytes(), CERT_MODE)?;
+            issued
+        }
+    };
+    let not_after = first_certificate(&issued.cert_pem, "issued certificate")
+        .and_then(|der| {
+            parse_certificate(&der, "issued certificate")
+                .map(|c| format_rfc3339(c.validity().not_after.timestamp()))
+        })
+        .unwrap_or_default();
+    if stored.is_some() {
+        tracing::info!(
+            cert = %cert_path.display(),
+            %reason,
+            %not_after,
+            key = if key_kept { "kept" } else { "new" },
+            "renewed certificate"
+        );
+    } else {
+        tracing::info!(cert = %cert_path.display(), %not_after, "issued certificate");
+    }
     Ok(issued)
 }
 
 enum StoredLeaf {
     Fits,
-    /// Issue again, with at least `sans` besides the required names.
+    /// Issue again, with at least `sans` besides the required names, for `key`
+    /// when the old key is intact (else for a new one).
     Reissue {
         reason: String,
         sans: BTreeSet<San>,
+        key: Option<Box<KeyPair>>,
     },
 }
 
@@ -228,24 +282,32 @@ fn inspect_leaf(
         source,
     })?;
     let sans = sans_of(&cert, what)?;
+
+    if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+        return Ok(StoredLeaf::Reissue {
+            reason: "it does not match its private key".into(),
+            sans,
+            key: None,
+        });
+    }
     let reissue = |reason: String| {
         Ok(StoredLeaf::Reissue {
             reason,
             sans: sans.clone(),
+            key: Some(Box::new(key)),
         })
     };
-
-    if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
-        return reissue("it does not match its private key".into());
-    }
     if !ca.signed(&cert) {
         return reissue("it was not signed by the current CA".into());
     }
-    let not_after = cert.validity().not_after.timestamp();
-    if not_after < (OffsetDateTime::now_utc() + RENEW_BEFORE).unix_timestamp() {
+    if expires_before(
+        &cert,
+        std::time::SystemTime::now() + CERTIFICATE_RENEW_BEFORE,
+    ) {
         return reissue(format!(
-            "it expires at {} (unix), within 90 days",
-            not_after
+            "it expires at {}, within {} days",
+            format_rfc3339(cert.validity().not_after.timestamp()),
+            CERTIFICATE_RENEW_BEFORE.as_secs() / 86_400
         ));
     }
     let want = Identity {
@@ -278,6 +340,8 @@ fn inspect_leaf(
 mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    use time::Duration;
 
     use super::*;
 
@@ -416,7 +480,8 @@ mod tests {
         let second = ensure_pki(tmp.path(), &["10.9.8.7".into()]).unwrap();
 
         assert_ne!(first.serving_cert_pem, second.serving_cert_pem);
-        assert_ne!(first.serving_key_pem, second.serving_key_pem);
+        // As in K3s, the key is kept: only the certificate changes.
+        assert_eq!(first.serving_key_pem, second.serving_key_pem);
         assert_eq!(first.server_ca_cert_pem, second.server_ca_cert_pem);
         assert_eq!(first.client_ca_cert_pem, second.client_ca_cert_pem);
         assert_eq!(first.admin_cert_pem, second.admin_cert_pem);
@@ -491,6 +556,12 @@ mod tests {
         assert_ne!(first.admin_cert_pem, second.admin_cert_pem);
         assert_eq!(first.server_ca_cert_pem, second.server_ca_cert_pem);
         assert_eq!(mode(&tmp.path().join(SERVING_KEY)), 0o600);
+        // A key that belongs to another certificate is replaced, not reused.
+        assert_ne!(second.serving_key_pem, first.admin_key_pem);
+        assert_eq!(
+            fs::read_to_string(tmp.path().join(SERVING_KEY)).unwrap(),
+            second.serving_key_pem
+        );
 
         // A serving certificate from some other CA.
         let other = tempfile::tempdir().unwrap();
@@ -506,38 +577,158 @@ mod tests {
         assert!(serving.verify_signature(Some(ca.public_key())).is_ok());
     }
 
-    #[test]
-    fn leaf_close_to_expiry_is_renewed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let first = ensure_pki(tmp.path(), &[]).unwrap();
-        let cert_path = tmp.path().join(CLIENT_CA_CERT);
-        let key_path = tmp.path().join(CLIENT_CA_KEY);
-        let ca = CertificateAuthority::load(
-            &first.client_ca_cert_pem,
+    /// Loads the CA `cert`/`key` from `dir`.
+    fn ca_in(dir: &Path, cert: &str, key: &str) -> CertificateAuthority {
+        let (cert_path, key_path) = (dir.join(cert), dir.join(key));
+        CertificateAuthority::load(
+            &fs::read_to_string(&cert_path).unwrap(),
             &fs::read_to_string(&key_path).unwrap(),
             &cert_path,
             &key_path,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Replaces the leaf `cert` with one valid `days` days for the same key.
+    fn shorten(
+        dir: &Path,
+        ca: &CertificateAuthority,
+        cert: &str,
+        key: &str,
+        spec: LeafSpec<'_>,
+    ) -> String {
+        let key = KeyPair::from_pem(&fs::read_to_string(dir.join(key)).unwrap()).unwrap();
+        let short = ca.issue_for_key(&spec, key).unwrap();
+        fs::write(dir.join(cert), &short.cert_pem).unwrap();
+        short.cert_pem
+    }
+
+    fn lifetime_days(pem: &str) -> i64 {
+        let der = cert_der(pem);
+        let v = parse_certificate(&der, "test").unwrap().validity().clone();
+        (v.not_after.timestamp() - v.not_before.timestamp()) / 86400
+    }
+
+    #[test]
+    fn leaf_close_to_expiry_is_renewed_with_its_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = ensure_pki(tmp.path(), &["10.7.7.7".into()]).unwrap();
+        let client_ca = ca_in(tmp.path(), CLIENT_CA_CERT, CLIENT_CA_KEY);
+        let server_ca = ca_in(tmp.path(), SERVER_CA_CERT, SERVER_CA_KEY);
         let groups = [ADMIN_GROUP.to_string()];
-        let short = ca
-            .issue(&LeafSpec {
+        let short_admin = shorten(
+            tmp.path(),
+            &client_ca,
+            ADMIN_CERT,
+            ADMIN_KEY,
+            LeafSpec {
                 common_name: ADMIN_USER,
                 organizations: &groups,
                 sans: Vec::new(),
                 usage: Usage::Client,
-                validity: Duration::days(30),
-            })
-            .unwrap();
-        fs::write(tmp.path().join(ADMIN_CERT), &short.cert_pem).unwrap();
-        fs::write(tmp.path().join(ADMIN_KEY), &short.key_pem).unwrap();
+                validity: Duration::days(10),
+            },
+        );
+        let short_serving = shorten(
+            tmp.path(),
+            &server_ca,
+            SERVING_CERT,
+            SERVING_KEY,
+            LeafSpec {
+                common_name: SERVING_COMMON_NAME,
+                organizations: &[],
+                sans: sans_in(&first.serving_cert_pem).into_iter().collect(),
+                usage: Usage::Server,
+                validity: Duration::days(89),
+            },
+        );
+        assert!(crate::expires_within(&short_admin, crate::CERTIFICATE_RENEW_BEFORE).unwrap());
+        let ca_files_before: Vec<Vec<u8>> =
+            [SERVER_CA_CERT, SERVER_CA_KEY, CLIENT_CA_CERT, CLIENT_CA_KEY]
+                .iter()
+                .map(|f| fs::read(tmp.path().join(f)).unwrap())
+                .collect();
 
         let second = ensure_pki(tmp.path(), &[]).unwrap();
-        assert_ne!(second.admin_cert_pem, short.cert_pem);
+        for (short, renewed) in [
+            (&short_admin, &second.admin_cert_pem),
+            (&short_serving, &second.serving_cert_pem),
+        ] {
+            assert_ne!(short, renewed);
+            assert!((365..=366).contains(&lifetime_days(renewed)));
+            assert!(!crate::expires_within(renewed, crate::CERTIFICATE_RENEW_BEFORE).unwrap());
+        }
+        // The renewed files are on disk, the keys and the CAs are untouched.
+        assert_eq!(
+            fs::read_to_string(tmp.path().join(ADMIN_CERT)).unwrap(),
+            second.admin_cert_pem
+        );
+        assert_eq!(second.admin_key_pem, first.admin_key_pem);
+        assert_eq!(second.serving_key_pem, first.serving_key_pem);
+        let ca_files_after: Vec<Vec<u8>> =
+            [SERVER_CA_CERT, SERVER_CA_KEY, CLIENT_CA_CERT, CLIENT_CA_KEY]
+                .iter()
+                .map(|f| fs::read(tmp.path().join(f)).unwrap())
+                .collect();
+        assert_eq!(ca_files_before, ca_files_after);
+        // Same identity and names, still signed by the CA.
         let der = cert_der(&second.admin_cert_pem);
         let admin = parse_certificate(&der, "admin").unwrap();
-        let v = admin.validity();
-        assert!((v.not_after.timestamp() - v.not_before.timestamp()) / 86400 >= 365);
+        assert!(client_ca.signed(&admin));
+        assert_eq!(identity_of(&admin).unwrap().groups, groups);
+        assert!(sans_in(&second.serving_cert_pem).contains(&San::Ip("10.7.7.7".parse().unwrap())));
+        // The kubeconfig written from it carries the renewed certificate.
+        let yaml = crate::kubeconfig_yaml("https://127.0.0.1:6443", &second).unwrap();
+        use base64::Engine as _;
+        let renewed_b64 = base64::engine::general_purpose::STANDARD.encode(&second.admin_cert_pem);
+        assert!(yaml.contains(&renewed_b64));
+    }
+
+    #[test]
+    fn leaf_far_from_expiry_is_left_byte_for_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        ensure_pki(tmp.path(), &[]).unwrap();
+        let client_ca = ca_in(tmp.path(), CLIENT_CA_CERT, CLIENT_CA_KEY);
+        let groups = [ADMIN_GROUP.to_string()];
+        // 91 days: just outside the renewal window.
+        let admin = shorten(
+            tmp.path(),
+            &client_ca,
+            ADMIN_CERT,
+            ADMIN_KEY,
+            LeafSpec {
+                common_name: ADMIN_USER,
+                organizations: &groups,
+                sans: Vec::new(),
+                usage: Usage::Client,
+                validity: Duration::days(91),
+            },
+        );
+        let names = [ADMIN_CERT, ADMIN_KEY, SERVING_CERT, SERVING_KEY];
+        let before: Vec<Vec<u8>> = names
+            .iter()
+            .map(|f| fs::read(tmp.path().join(f)).unwrap())
+            .collect();
+        let again = ensure_pki(tmp.path(), &[]).unwrap();
+        let after: Vec<Vec<u8>> = names
+            .iter()
+            .map(|f| fs::read(tmp.path().join(f)).unwrap())
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(again.admin_cert_pem, admin);
+    }
+
+    #[test]
+    fn client_cert_lifetime_can_be_chosen() {
+        let tmp = tempfile::tempdir().unwrap();
+        ensure_pki(tmp.path(), &[]).unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        let (cert, _) = issue_client_cert_valid_for(tmp.path(), "bob", &[], 10 * day).unwrap();
+        assert_eq!(lifetime_days(&cert), 10);
+        assert!(matches!(
+            issue_client_cert_valid_for(tmp.path(), "bob", &[], std::time::Duration::ZERO),
+            Err(Error::InvalidValidity { .. })
+        ));
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("certificate subject: {reason}")]
     InvalidSubject { reason: String },
 
+    /// A requested certificate lifetime is zero, negative or absurdly long.
+    #[error("invalid certificate lifetime: {reason}")]
+    InvalidValidity { reason: String },
+
     /// rustls rejected the certificate, key or protocol settings.
     #[error("building TLS server configuration")]
     Tls(#[source] rustls::Error),

@@ -442,6 +442,75 @@ mod tests {
         }
     }
 
+    /// Replaces `dir/cert` with a certificate for the same key and `spec`, valid 10 days.
+    fn shorten(dir: &Path, cert: &str, key: &str, ca: &CertificateAuthority, spec: LeafSpec<'_>) {
+        let key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join(key)).unwrap()).unwrap();
+        let short = ca.issue_for_key(&spec, key).unwrap();
+        assert!(crate::expires_within(&short.cert_pem, crate::CERTIFICATE_RENEW_BEFORE).unwrap());
+        std::fs::write(dir.join(cert), short.cert_pem).unwrap();
+    }
+
+    #[test]
+    fn kubelet_certificates_close_to_expiry_are_renewed_with_their_keys() {
+        let (tmp, client, serving) = setup();
+        let server_dir = tmp.path().join("server");
+        let agent_dir = tmp.path().join("agent");
+        let ips = ["10.20.30.40".parse().unwrap()];
+        let groups = [ADMIN_GROUP.to_string()];
+        shorten(
+            &server_dir,
+            KUBELET_CLIENT_CERT,
+            KUBELET_CLIENT_KEY,
+            &load_ca(&server_dir, CLIENT_CA_CERT, CLIENT_CA_KEY).unwrap(),
+            LeafSpec {
+                common_name: KUBELET_CLIENT_USER,
+                organizations: &groups,
+                sans: Vec::new(),
+                usage: Usage::Client,
+                validity: time::Duration::days(10),
+            },
+        );
+        shorten(
+            &agent_dir,
+            KUBELET_SERVING_CERT,
+            KUBELET_SERVING_KEY,
+            &load_ca(&server_dir, SERVER_CA_CERT, SERVER_CA_KEY).unwrap(),
+            LeafSpec {
+                common_name: "edge-node-1",
+                organizations: &[],
+                sans: kubelet_serving_sans("edge-node-1", &ips).unwrap(),
+                usage: Usage::Server,
+                validity: time::Duration::days(10),
+            },
+        );
+
+        let client2 = ensure_kubelet_client_cert(&server_dir).unwrap();
+        let serving2 =
+            ensure_kubelet_serving_cert(&agent_dir, &server_dir, "edge-node-1", &ips).unwrap();
+        for (old, new) in [(&client, &client2), (&serving, &serving2)] {
+            assert_ne!(old.cert_pem, new.cert_pem);
+            assert_eq!(old.key_pem, new.key_pem);
+            assert!(
+                !crate::expires_within(&new.cert_pem, crate::CERTIFICATE_RENEW_BEFORE).unwrap()
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(agent_dir.join(KUBELET_SERVING_CERT)).unwrap(),
+            serving2.cert_pem
+        );
+        // The renewed pair still talks.
+        connect(
+            kubelet_server_tls_config(&serving2).unwrap(),
+            kubelet_client_tls_config(&client2).unwrap(),
+            "edge-node-1",
+        )
+        .unwrap();
+        // And a second start leaves them alone.
+        let client3 = ensure_kubelet_client_cert(&server_dir).unwrap();
+        assert_eq!(client3.cert_pem, client2.cert_pem);
+    }
+
     #[test]
     fn agent_accepts_only_the_api_server() {
         let (tmp, _, serving) = setup();

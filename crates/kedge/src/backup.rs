@@ -199,8 +199,9 @@ fn check_backup(c: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// A process (other than this one) with the database or its WAL open.
-fn process_holding(db: &Path) -> Option<u32> {
+/// A process (other than this one) with the database or its WAL open: a running
+/// `kedge server` on that data dir (also used by `kedge certificate rotate`).
+pub(crate) fn process_holding(db: &Path) -> Option<u32> {
     let targets: Vec<PathBuf> = ["", "-wal", "-shm"]
         .iter()
         .filter_map(|s| sibling(db, s).ok())

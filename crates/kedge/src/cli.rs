@@ -39,12 +39,16 @@ struct Cli {
 enum Sub {
     /// Run the control plane (API server, datastore) and, unless disabled, a node agent
     Server(Box<ServerArgs>),
+    /// Run a node agent that joins a kedge server (--server, --token)
+    Agent(Box<AgentArgs>),
     /// Check this host for what kedge needs
     CheckConfig(CheckConfigArgs),
     /// Copy the datastore to a file (SQLite online backup: safe while kedge runs)
     Backup(BackupArgs),
     /// Replace the datastore with a backup (kedge server must be stopped)
     Restore(RestoreArgs),
+    /// Check or rotate the cluster's certificates (as `k3s certificate`)
+    Certificate(crate::certificate::CertificateArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -123,27 +127,74 @@ pub struct ServerArgs {
     /// File mode of the kubeconfig, in octal (e.g. 644)
     #[arg(long, env = "KEDGE_KUBECONFIG_MODE", default_value = "600", value_parser = parse_mode)]
     pub write_kubeconfig_mode: u32,
-    /// Name of this node (default: the hostname)
-    #[arg(long)]
-    pub node_name: Option<String>,
     /// Shared secret: bearer token for the API and join token for agents
     #[arg(long, short = 't', env = "KEDGE_TOKEN")]
     pub token: Option<String>,
     /// Run the control plane only, without a node agent
     #[arg(long)]
     pub disable_agent: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Pod network range
     #[arg(long, default_value = "10.42.0.0/16", value_parser = parse_cidr)]
     pub cluster_cidr: Cidr,
     /// Service ClusterIP range
     #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
     pub service_cidr: Cidr,
-    /// Log format
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// Log verbosity: 0 info, 1-2 debug, 3+ trace
-    #[arg(long = "v", short = 'v', default_value_t = 0)]
-    pub verbosity: u8,
+    /// Seconds between watch bookmarks (tests shorten it)
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub watch_bookmark_interval: u64,
+    /// Seconds pods tolerate their node being not ready before eviction (upstream: 300)
+    #[arg(long, default_value_t = kedge_apiserver::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate their node being unreachable before eviction (upstream: 300)
+    #[arg(long, default_value_t = kedge_apiserver::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_unreachable_toleration_seconds: i64,
+    /// How long a node may stay silent before it is marked Unknown, e.g. 15s or 1m (upstream: 40s)
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+/// `kedge agent`: a node joining a server, as K3s's `k3s agent`.
+#[derive(Args, Debug, Clone)]
+#[command(args_override_self = true)]
+pub struct AgentArgs {
+    /// Config file: YAML with the same keys as the long flags (flags win;
+    /// keys only `kedge server` knows are skipped, so one file can serve both)
+    #[arg(
+        long,
+        short = 'c',
+        env = "KEDGE_CONFIG_FILE",
+        default_value = "/etc/kedge/config.yaml"
+    )]
+    pub config: PathBuf,
+    /// Folder for state: the agent's certificates, containerd and images
+    #[arg(long, short = 'd', default_value = "/var/lib/kedge")]
+    pub data_dir: PathBuf,
+    /// The server to join, e.g. https://10.0.0.1:6443
+    #[arg(long, short = 's', env = "KEDGE_URL")]
+    pub server: Option<String>,
+    /// The cluster token (the server's <data-dir>/server/node-token)
+    #[arg(long, short = 't', env = "KEDGE_TOKEN")]
+    pub token: Option<String>,
+    /// A file holding the cluster token
+    #[arg(long, env = "KEDGE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The node agent's flags, shared by `kedge server` (its embedded agent) and
+/// `kedge agent`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Name of this node (default: the hostname)
+    #[arg(long)]
+    pub node_name: Option<String>,
     /// Use this CRI socket instead of starting containerd (e.g. /run/containerd/containerd.sock)
     #[arg(long)]
     pub container_runtime_endpoint: Option<PathBuf>,
@@ -198,18 +249,17 @@ pub struct ServerArgs {
     /// Where pod logs go (/var/log/pods, as upstream)
     #[arg(long, default_value = "/var/log/pods", hide = true)]
     pub pod_logs_dir: PathBuf,
-    /// Seconds between watch bookmarks (tests shorten it)
-    #[arg(long, default_value_t = 60, hide = true)]
-    pub watch_bookmark_interval: u64,
-    /// Seconds pods tolerate their node being not ready before eviction (upstream: 300)
-    #[arg(long, default_value_t = kedge_apiserver::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
-    pub default_not_ready_toleration_seconds: i64,
-    /// Seconds pods tolerate their node being unreachable before eviction (upstream: 300)
-    #[arg(long, default_value_t = kedge_apiserver::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
-    pub default_unreachable_toleration_seconds: i64,
-    /// How long a node may stay silent before it is marked Unknown, e.g. 15s or 1m (upstream: 40s)
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    pub node_monitor_grace_period: std::time::Duration,
+}
+
+/// Logging flags of the long-running commands.
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log format
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log verbosity: 0 info, 1-2 debug, 3+ trace
+    #[arg(long = "v", short = 'v', default_value_t = 0)]
+    pub verbosity: u8,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -262,9 +312,11 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
 
 pub enum Command {
     Server(Box<ServerArgs>),
+    Agent(Box<AgentArgs>),
     CheckConfig(CheckConfigArgs),
     Backup(BackupArgs),
     Restore(RestoreArgs),
+    Certificate(crate::certificate::CertificateArgs),
 }
 
 fn one_line(e: &clap::Error) -> String {
@@ -276,9 +328,20 @@ fn one_line(e: &clap::Error) -> String {
     first.trim_start_matches("error: ").trim().to_string()
 }
 
+/// Whether `--key` is a switch that takes no value.
+fn is_switch(cmd: &clap::Command, key: &str) -> bool {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(key))
+        .is_some_and(|a| !a.get_action().takes_values())
+}
+
 /// Flags from the config file, as `--key=value` arguments placed before the
 /// command line's own so that the command line wins.
-fn config_args(path: &std::path::Path, explicit: bool) -> Result<Vec<OsString>, String> {
+fn config_args(
+    path: &std::path::Path,
+    explicit: bool,
+    own: &clap::Command,
+) -> Result<Vec<OsString>, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(vec![]),
@@ -296,17 +359,25 @@ fn config_args(path: &std::path::Path, explicit: bool) -> Result<Vec<OsString>, 
             ))
         }
     };
-    let cmd = ServerArgs::augment_args(clap::Command::new("server"));
-    let known: Vec<String> = cmd
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect();
+    let longs = |c: &clap::Command| -> Vec<String> {
+        c.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    };
+    let known = longs(own);
+    // Keys of the other long-running command (one file may serve a server
+    // and, on another host, an agent): skipped, as K3s skips them.
+    let server_keys = longs(&ServerArgs::augment_args(clap::Command::new("server")));
     let mut out = Vec::new();
     for (k, v) in map {
         let key = k
             .as_str()
             .ok_or_else(|| format!("config file {}: keys must be flag names", path.display()))?
             .to_string();
+        if !known.contains(&key) && server_keys.contains(&key) {
+            tracing::debug!(key, "config key not used by this command");
+            continue;
+        }
         if !known.contains(&key) || key == "config" {
             return Err(format!(
                 "config file {}: unknown key {key:?}",
@@ -330,8 +401,14 @@ fn config_args(path: &std::path::Path, explicit: bool) -> Result<Vec<OsString>, 
                     out.push(OsString::from(format!("--{key}={}", scalar(i)?)));
                 }
             }
-            serde_yaml::Value::Bool(true) => out.push(OsString::from(format!("--{key}"))),
-            serde_yaml::Value::Bool(false) => {}
+            // A switch (`disable-agent: true`) is given bare or left out; a
+            // boolean that takes a value (`fail-pods-on-device-failure:
+            // false`) is given as `--key=false`.
+            serde_yaml::Value::Bool(b) if is_switch(own, &key) => {
+                if *b {
+                    out.push(OsString::from(format!("--{key}")));
+                }
+            }
             other => out.push(OsString::from(format!("--{key}={}", scalar(other)?))),
         }
     }
@@ -340,7 +417,7 @@ fn config_args(path: &std::path::Path, explicit: bool) -> Result<Vec<OsString>, 
 
 /// Parse the command line (and config file); on `Err` the message has been
 /// printed and the exit code is returned.
-pub fn parse(mut argv: Vec<OsString>) -> Result<Command, ExitCode> {
+pub fn parse(argv: Vec<OsString>) -> Result<Command, ExitCode> {
     let fail = |msg: String| {
         eprintln!("kedge: {msg}");
         ExitCode::from(2)
@@ -376,32 +453,66 @@ pub fn parse(mut argv: Vec<OsString>) -> Result<Command, ExitCode> {
         Some(Sub::CheckConfig(args)) => Ok(Command::CheckConfig(args)),
         Some(Sub::Backup(args)) => Ok(Command::Backup(args)),
         Some(Sub::Restore(args)) => Ok(Command::Restore(args)),
+        Some(Sub::Certificate(args)) => Ok(Command::Certificate(args)),
         Some(Sub::Server(args)) => {
-            let explicit = matches
-                .subcommand_matches("server")
-                .and_then(|m| m.value_source("config"))
-                .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue);
-            let extra = config_args(&args.config, explicit).map_err(fail)?;
+            let cmd = ServerArgs::augment_args(clap::Command::new("server"));
+            let extra = config_file_flags(&matches, "server", &args.config, &cmd).map_err(fail)?;
             if extra.is_empty() {
                 return Ok(Command::Server(args));
             }
-            // Re-parse with the file's flags inserted right after `server`.
-            let pos = argv.iter().position(|a| a == "server").unwrap_or(1) + 1;
-            for (i, a) in extra.into_iter().enumerate() {
-                argv.insert(pos + i, a);
+            match reparse(argv, "server", extra, &args.config).map_err(fail)? {
+                Sub::Server(a) => Ok(Command::Server(a)),
+                _ => Err(ExitCode::from(2)),
             }
-            let m = Cli::command()
-                .try_get_matches_from(argv)
-                .map_err(|e| fail(format!("{} (from {})", one_line(&e), args.config.display())))?;
-            match Cli::from_arg_matches(&m)
-                .map_err(|e| fail(one_line(&e)))?
-                .command
-            {
-                Some(Sub::Server(a)) => Ok(Command::Server(a)),
+        }
+        Some(Sub::Agent(args)) => {
+            let cmd = AgentArgs::augment_args(clap::Command::new("agent"));
+            let extra = config_file_flags(&matches, "agent", &args.config, &cmd).map_err(fail)?;
+            if extra.is_empty() {
+                return Ok(Command::Agent(args));
+            }
+            match reparse(argv, "agent", extra, &args.config).map_err(fail)? {
+                Sub::Agent(a) => Ok(Command::Agent(a)),
                 _ => Err(ExitCode::from(2)),
             }
         }
     }
+}
+
+/// The config file's flags for subcommand `sub` (an explicit `--config`
+/// that cannot be read is an error; the default path may be absent).
+fn config_file_flags(
+    matches: &clap::ArgMatches,
+    sub: &str,
+    config: &std::path::Path,
+    cmd: &clap::Command,
+) -> Result<Vec<OsString>, String> {
+    let explicit = matches
+        .subcommand_matches(sub)
+        .and_then(|m| m.value_source("config"))
+        .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue);
+    config_args(config, explicit, cmd)
+}
+
+/// Parse again with the config file's flags inserted right after `sub`, so
+/// that the command line's own flags come later and win.
+fn reparse(
+    mut argv: Vec<OsString>,
+    sub: &str,
+    extra: Vec<OsString>,
+    config: &std::path::Path,
+) -> Result<Sub, String> {
+    let pos = argv.iter().position(|a| a == sub).unwrap_or(1) + 1;
+    for (i, a) in extra.into_iter().enumerate() {
+        argv.insert(pos + i, a);
+    }
+    let m = Cli::command()
+        .try_get_matches_from(argv)
+        .map_err(|e| format!("{} (from {})", one_line(&e), config.display()))?;
+    Cli::from_arg_matches(&m)
+        .map_err(|e| one_line(&e))?
+        .command
+        .ok_or_else(|| "no command".to_string())
 }
 
 pub fn init_logging(format: &LogFormat, verbosity: u8) {
@@ -502,6 +613,28 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_shares_the_config_file_and_skips_server_only_keys() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(
+            &cfg,
+            "server: https://10.0.0.1:6443\nnode-label: [a=b]\ntls-san: [x.example]\n",
+        )
+        .expect("write");
+        let c = cfg.to_str().expect("utf8");
+        match parse(args(&["kedge", "agent", "--config", c, "--token", "t"])) {
+            Ok(Command::Agent(a)) => {
+                assert_eq!(a.server.as_deref(), Some("https://10.0.0.1:6443"));
+                assert_eq!(a.node.node_label, vec!["a=b"]);
+                assert_eq!(a.token.as_deref(), Some("t"));
+            }
+            _ => panic!("agent did not parse"),
+        }
+        std::fs::write(&cfg, "no-such-key: 1\n").expect("write");
+        assert!(parse(args(&["kedge", "agent", "--config", c])).is_err());
+    }
+
+    #[test]
     fn config_file_then_flags_win() {
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = dir.path().join("c.yaml");
@@ -520,7 +653,7 @@ mod tests {
             "8443",
         ]);
         assert_eq!(a.https_listen_port, 8443);
-        assert_eq!(a.node_name.as_deref(), Some("n1"));
+        assert_eq!(a.node.node_name.as_deref(), Some("n1"));
         std::fs::write(&cfg, "bogus-key: 1\n").expect("write");
         assert!(parse(args(&["kedge", "server", "--config", c])).is_err());
     }

@@ -1,6 +1,8 @@
 //! The `kedge` binary: command line and wiring only.
 
+mod agent;
 mod backup;
+mod certificate;
 mod checkconfig;
 mod cli;
 mod host;
@@ -19,29 +21,44 @@ fn main() -> ExitCode {
         cli::Command::CheckConfig(args) => check_config(&args),
         cli::Command::Backup(args) => backup::run_backup(&args.data_dir, &args.to),
         cli::Command::Restore(args) => backup::run_restore(&args.data_dir, &args.from),
+        cli::Command::Certificate(args) => certificate::run(&args),
         cli::Command::Server(args) => {
-            sdnotify::take_socket_from_env();
-            cli::init_logging(&args.log_format, args.verbosity);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("kedge: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(server::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let msg = one_line(&e);
-                    tracing::error!("{msg}");
-                    eprintln!("kedge: {msg}");
-                    ExitCode::FAILURE
-                }
-            }
+            let log = args.log.clone();
+            run_daemon(&log, server::run(*args))
+        }
+        cli::Command::Agent(args) => {
+            let log = args.log.clone();
+            run_daemon(&log, agent::run(*args))
+        }
+    }
+}
+
+/// Runs a long-running command (`server`, `agent`) on a small runtime;
+/// errors end it with one line and a non-zero exit.
+fn run_daemon(
+    log: &cli::LogArgs,
+    main: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    sdnotify::take_socket_from_env();
+    cli::init_logging(&log.log_format, log.verbosity);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kedge: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = one_line(&e);
+            tracing::error!("{msg}");
+            eprintln!("kedge: {msg}");
+            ExitCode::FAILURE
         }
     }
 }

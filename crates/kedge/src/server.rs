@@ -15,11 +15,12 @@ use crate::host;
 /// The cluster token: `--token`, else the one saved under the data dir, else
 /// a new random one saved there.
 fn cluster_token(args: &ServerArgs, dir: &Path) -> Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("token");
     if let Some(t) = args.token.as_ref().filter(|t| !t.is_empty()) {
-        return Ok(t.clone());
+        // A full K10<ca-hash>::server:<secret> token stands for its secret.
+        return Ok(crate::agent::JoinToken::parse(t)
+            .context("invalid --token")?
+            .secret);
     }
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
@@ -32,21 +33,11 @@ fn cluster_token(args: &ServerArgs, dir: &Path) -> Result<String> {
         std::fs::File::open("/dev/urandom").context("reading /dev/urandom for a new token")?;
     std::io::Read::read_exact(&mut f, &mut raw).context("reading /dev/urandom for a new token")?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(".token.tmp");
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    out.write_all(token.as_bytes())?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    crate::agent::write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
-fn create_private_dir(p: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(p: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -65,7 +56,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let server_dir = args.data_dir.join("server");
     create_private_dir(&server_dir.join("db"))?;
     let token = cluster_token(&args, &server_dir)?;
-    let node_name = args.node_name.clone().unwrap_or_else(host::hostname);
+    let node_name = args.node.node_name.clone().unwrap_or_else(host::hostname);
     let advertise: IpAddr = match args.advertise_address {
         Some(a) => a,
         None if !args.bind_address.is_unspecified() => args.bind_address,
@@ -88,6 +79,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let sa_key = kedge_pki::ensure_service_account_key(&tls_dir)
         .context("preparing the service-account signing key")?;
     let tls = kedge_pki::server_tls_config(&pki).context("building the TLS configuration")?;
+    // The join token agents use, as K3s's <data-dir>/server/node-token.
+    crate::agent::write_private(
+        &server_dir.join("node-token"),
+        format!(
+            "{}\n",
+            crate::agent::JoinToken::full(&pki.server_ca_cert_pem, &token)
+        )
+        .as_bytes(),
+    )
+    .context("writing the node token")?;
 
     let store = SqliteStore::open(
         &server_dir.join("db").join("state.db"),
@@ -145,6 +146,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .and_then(|t| kedge_pki::kubelet_client_tls_config(&t))
         .context("preparing the API server's node agent client certificate")?;
     api.set_kubelet_client_tls(Arc::new(kubelet_client));
+    api.set_node_join(kedge_apiserver::NodeJoin {
+        server_tls_dir: tls_dir.clone(),
+    });
     let serve = tokio::spawn(
         api.clone()
             .serve_tls(listener, Arc::new(tls), shutdown_signal()),
@@ -232,11 +236,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-type AgentTask = (
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<Result<(), kedge_kubelet::agent::AgentError>>,
-);
-
 /// Starts the embedded node agent: an API client through the router (the
 /// node's identity), its serving certificate from the cluster CA.
 fn start_agent(
@@ -245,8 +244,8 @@ fn start_agent(
     node_name: &str,
     advertise: IpAddr,
     server_tls_dir: &Path,
-) -> Result<AgentTask> {
-    let node_ip = args.node_ip.unwrap_or(advertise);
+) -> Result<crate::agent::AgentTask> {
+    let node_ip = args.node.node_ip.unwrap_or(advertise);
     let agent_tls_dir = args.data_dir.join("agent").join("tls");
     let serving = kedge_pki::ensure_kubelet_serving_cert(
         &agent_tls_dir,
@@ -257,62 +256,17 @@ fn start_agent(
     .context("preparing the node agent's certificate")?;
     let tls = kedge_pki::kubelet_server_tls_config(&serving)
         .context("building the node agent's TLS configuration")?;
-    let mut labels = std::collections::BTreeMap::new();
-    for l in &args.node_label {
-        let (k, v) = l
-            .split_once('=')
-            .with_context(|| format!("--node-label {l:?} is not key=value"))?;
-        labels.insert(k.to_owned(), v.to_owned());
-    }
-    let opts = kedge_kubelet::agent::AgentOptions {
-        node_name: node_name.to_owned(),
-        data_dir: args.data_dir.clone(),
-        container_runtime_endpoint: args.container_runtime_endpoint.clone(),
-        pause_image: args.pause_image.clone(),
-        cluster_dns: args.cluster_dns.clone(),
-        cluster_domain: args.cluster_domain.clone(),
-        node_ips: vec![node_ip],
-        labels,
-        control_plane: true,
-        kubelet_port: args.kubelet_port,
-        cni_bridge: args.cni_bridge.clone(),
-        pod_masquerade: args.pod_masquerade,
-        pod_logs_dir: args.pod_logs_dir.clone(),
-        kubelet_version: cli::git_version(),
-        tls: Arc::new(tls),
-        accelerator_root: args.accelerator_root.clone(),
-        builtin_devices: builtin_devices(args),
-        kubelet_root: args.kubelet_root_dir.clone(),
-        fail_pods_on_device_failure: args.fail_pods_on_device_failure,
-        eviction_hard: args.eviction_hard.clone().unwrap_or_default(),
-    };
+    let opts = crate::agent::options(
+        &args.node,
+        &args.data_dir,
+        node_name,
+        node_ip,
+        true,
+        Arc::new(tls),
+    )?;
     let client =
         crate::local_client::local_client(api, crate::local_client::node_identity(node_name));
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        };
-        let result = kedge_kubelet::agent::run(opts, client, stopped).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "the node agent stopped");
-        }
-        result
-    });
-    Ok((stop_tx, task))
-}
-
-/// The built-in accelerator plugins as the flags configure them.
-pub fn builtin_devices(args: &ServerArgs) -> kedge_devices::builtin::BuiltinConfig {
-    let mut cfg = kedge_devices::builtin::BuiltinConfig::default();
-    let off = |name: &str| args.disable_accelerator.iter().any(|d| d == name);
-    cfg.nvidia.enabled = !off("nvidia");
-    cfg.nvidia.time_slicing_replicas = args.nvidia_time_slicing_replicas;
-    cfg.intel.enabled = !off("intel");
-    cfg.intel.shared_dev_num = args.intel_gpu_shared_dev_num;
-    cfg.coral.enabled = !off("coral");
-    cfg.coral.resource_name = args.edge_tpu_resource_name.clone();
-    cfg
+    Ok(crate::agent::spawn(opts, client))
 }
 
 fn fmt_host(h: &str) -> String {
@@ -323,7 +277,7 @@ fn fmt_host(h: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

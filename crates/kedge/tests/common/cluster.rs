@@ -18,6 +18,8 @@ pub const BUSYBOX: &str = "kedge.local/busybox:1.36";
 
 pub struct Cluster {
     pub server: TestServer,
+    /// Unique per cluster in this test run (names of bridges, nodes, CIDRs).
+    pub tag: u32,
     pub node: String,
     pub bridge: String,
     pub kubelet_port: u16,
@@ -78,13 +80,14 @@ impl Cluster {
         if !extra.contains(&"--kubelet-root-dir") {
             args.extend_from_slice(&["--kubelet-root-dir", &kubelet_root_arg]);
         }
+        if !extra.contains(&"--cluster-cidr") {
+            args.extend_from_slice(&["--cluster-cidr", &cidr]);
+        }
         args.extend_from_slice(&[
             "--node-name",
             &node,
             "--node-ip",
             "127.0.0.1",
-            "--cluster-cidr",
-            &cidr,
             "--cni-bridge",
             &bridge,
             "--pod-masquerade=false",
@@ -105,6 +108,7 @@ impl Cluster {
         .await;
         let c = Cluster {
             server,
+            tag,
             node,
             bridge,
             kubelet_port,
