@@ -430,7 +430,7 @@ fn mark_lost(shared: &Shared, cause: String) {
         let _ = shared.health.send(HealthEvent {
             device_id,
             healthy: false,
-            reason: format!("device plugin lost: {cause}"),
+            reason: format!("{}: {cause}", crate::manager::PLUGIN_LOST_REASON),
         });
     }
     shared.lost.send_replace(Some(cause));

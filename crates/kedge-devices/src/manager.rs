@@ -169,6 +169,19 @@ pub struct DeviceHealthEvent {
     pub reason: String,
 }
 
+/// How the reason of a device's health event starts when the device turned
+/// unhealthy because its plugin went away, not because the device failed.
+pub const PLUGIN_LOST_REASON: &str = "device plugin lost";
+
+impl DeviceHealthEvent {
+    /// The device is unallocatable because its plugin went away (a restart,
+    /// an upgrade of its DaemonSet): nothing says the device failed, and
+    /// upstream keeps the containers that hold it running.
+    pub fn plugin_lost(&self) -> bool {
+        !self.healthy && self.reason.starts_with(PLUGIN_LOST_REASON)
+    }
+}
+
 /// One container's devices of one resource, with the plugin's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct AllocationRecord {
@@ -284,7 +297,25 @@ struct ResourceEntry {
     stopped: bool,
     /// The plugin sends its own health events (with causes).
     plugin_reports_health: bool,
+    /// Devices a lost predecessor of this plugin left unhealthy: those the
+    /// plugin's first list reports healthy get a healthy event.
+    recovering: Vec<String>,
     tasks: Vec<AbortHandle>,
+}
+
+impl ResourceEntry {
+    /// Once the plugin has listed its devices: which of `recovering` are
+    /// healthy again.
+    fn take_recovered(&mut self) -> Vec<String> {
+        if self.recovering.is_empty() || self.devices.is_empty() {
+            return Vec::new();
+        }
+        let recovering = std::mem::take(&mut self.recovering);
+        recovering
+            .into_iter()
+            .filter(|id| self.devices.iter().any(|d| &d.id == id && d.healthy))
+            .collect()
+    }
 }
 
 impl Drop for ResourceEntry {
@@ -389,6 +420,7 @@ impl DeviceManager {
                         devices: Vec::new(),
                         stopped: true,
                         plugin_reports_health: false,
+                        recovering: Vec::new(),
                         tasks: vec![expiry],
                     },
                 );
@@ -449,22 +481,32 @@ impl DeviceManager {
             );
         }
         let devices = sorted(plugin.devices().borrow().clone());
-        if state.resources.contains_key(&resource) {
-            info!(%resource, "device plugin replaces the previous one");
-        } else {
-            info!(%resource, devices = devices.len(), "device plugin added");
-        }
-        state.resources.insert(
-            resource.clone(),
-            ResourceEntry {
-                plugin: Some(plugin),
-                generation,
-                devices,
-                stopped: false,
-                plugin_reports_health,
-                tasks,
-            },
-        );
+        let recovering = match state.resources.get(&resource) {
+            Some(previous) => {
+                info!(%resource, "device plugin replaces the previous one");
+                previous
+                    .devices
+                    .iter()
+                    .filter(|d| !d.healthy)
+                    .map(|d| d.id.clone())
+                    .collect()
+            }
+            None => {
+                info!(%resource, devices = devices.len(), "device plugin added");
+                Vec::new()
+            }
+        };
+        let mut entry = ResourceEntry {
+            plugin: Some(plugin),
+            generation,
+            devices,
+            stopped: false,
+            plugin_reports_health,
+            recovering,
+            tasks,
+        };
+        self.inner.announce_recovered(&resource, &mut entry);
+        state.resources.insert(resource.clone(), entry);
         state.removed.remove(&resource);
         if state.checkpoint.registered_resources.insert(resource) {
             if let Err(err) = self.inner.write_checkpoint(&state.checkpoint) {
@@ -503,7 +545,7 @@ impl DeviceManager {
                     resource: resource.clone(),
                     device_id,
                     healthy: false,
-                    reason: format!("device plugin lost: {cause}"),
+                    reason: format!("{PLUGIN_LOST_REASON}: {cause}"),
                 });
             }
         }
@@ -798,7 +840,21 @@ impl Inner {
             }
         }
         entry.devices = devices;
+        self.announce_recovered(resource, entry);
         self.publish(&state);
+    }
+
+    /// A healthy event for each device a lost plugin left unhealthy that its
+    /// successor lists as healthy.
+    fn announce_recovered(&self, resource: &str, entry: &mut ResourceEntry) {
+        for device_id in entry.take_recovered() {
+            let _ = self.health.send(DeviceHealthEvent {
+                resource: resource.to_owned(),
+                device_id,
+                healthy: true,
+                reason: "its device plugin registered again".to_owned(),
+            });
+        }
     }
 
     /// Remove `resource` if it is still the stopped entry of `generation`.

@@ -1,196 +1,23 @@
-//! An external device plugin written for this test (a tonic server on a unix
-//! socket serving v1beta1, resource `example.com/widget`, three devices)
+//! The widget device plugin (`examples/widget-plugin`, a tonic server on a
+//! unix socket serving v1beta1, resource `example.com/widget`, three devices)
 //! registers with a Registration service started in a temp dir, as a plugin
-//! DaemonSet does with the kubelet.
+//! DaemonSet does with the kubelet, and registers again when the
+//! Registration service restarts.
+
+#[path = "../examples/widget-plugin/widget.rs"]
+mod widget;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
-use futures::StreamExt;
-use hyper_util::rt::TokioIo;
 use kedge_devices::api::v1beta1;
-use kedge_devices::api::v1beta1::device_plugin_server::{DevicePlugin, DevicePluginServer};
 use kedge_devices::{
     DeviceManager, DeviceManagerConfig, DeviceSpec, MountSpec, NodeDevices, RegistrationConfig,
     RegistrationServer,
 };
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use tokio_stream::wrappers::{UnixListenerStream, WatchStream};
-use tonic::transport::{Endpoint, Uri};
-use tonic::{Request, Response, Status};
-
-const WIDGET: &str = "example.com/widget";
-
-/// The test's plugin: three widgets, a preference for the highest IDs.
-struct WidgetPlugin {
-    devices: watch::Receiver<Vec<v1beta1::Device>>,
-    allocations: Arc<Mutex<Vec<Vec<String>>>>,
-}
-
-fn widget(id: &str, health: &str) -> v1beta1::Device {
-    v1beta1::Device {
-        id: id.to_owned(),
-        health: health.to_owned(),
-        topology: None,
-    }
-}
-
-#[tonic::async_trait]
-impl DevicePlugin for WidgetPlugin {
-    async fn get_device_plugin_options(
-        &self,
-        _: Request<v1beta1::Empty>,
-    ) -> Result<Response<v1beta1::DevicePluginOptions>, Status> {
-        Ok(Response::new(v1beta1::DevicePluginOptions {
-            pre_start_required: false,
-            get_preferred_allocation_available: true,
-        }))
-    }
-
-    type ListAndWatchStream =
-        futures::stream::BoxStream<'static, Result<v1beta1::ListAndWatchResponse, Status>>;
-
-    async fn list_and_watch(
-        &self,
-        _: Request<v1beta1::Empty>,
-    ) -> Result<Response<Self::ListAndWatchStream>, Status> {
-        // Ends when the test drops the sender: the plugin is gone.
-        let stream = WatchStream::new(self.devices.clone())
-            .map(|devices| Ok(v1beta1::ListAndWatchResponse { devices }));
-        Ok(Response::new(stream.boxed()))
-    }
-
-    async fn get_preferred_allocation(
-        &self,
-        request: Request<v1beta1::PreferredAllocationRequest>,
-    ) -> Result<Response<v1beta1::PreferredAllocationResponse>, Status> {
-        let container_responses = request
-            .into_inner()
-            .container_requests
-            .into_iter()
-            .map(|r| {
-                let mut ids = r.available_device_i_ds;
-                ids.sort();
-                ids.reverse();
-                ids.truncate(usize::try_from(r.allocation_size).unwrap_or(0));
-                v1beta1::ContainerPreferredAllocationResponse { device_i_ds: ids }
-            })
-            .collect();
-        Ok(Response::new(v1beta1::PreferredAllocationResponse {
-            container_responses,
-        }))
-    }
-
-    async fn allocate(
-        &self,
-        request: Request<v1beta1::AllocateRequest>,
-    ) -> Result<Response<v1beta1::AllocateResponse>, Status> {
-        let mut container_responses = Vec::new();
-        for container in request.into_inner().container_requests {
-            let ids = container.devices_ids;
-            self.allocations.lock().expect("lock").push(ids.clone());
-            container_responses.push(v1beta1::ContainerAllocateResponse {
-                envs: [("WIDGETS".to_owned(), ids.join(","))]
-                    .into_iter()
-                    .collect(),
-                mounts: vec![v1beta1::Mount {
-                    container_path: "/opt/widget".into(),
-                    host_path: "/usr/lib/widget".into(),
-                    read_only: true,
-                }],
-                devices: ids
-                    .iter()
-                    .map(|id| v1beta1::DeviceSpec {
-                        container_path: format!("/dev/{id}"),
-                        host_path: format!("/dev/host-{id}"),
-                        permissions: "rw".into(),
-                    })
-                    .collect(),
-                annotations: [("example.com/widgets".to_owned(), ids.join(";"))]
-                    .into_iter()
-                    .collect(),
-                cdi_devices: ids
-                    .iter()
-                    .map(|id| v1beta1::CdiDevice {
-                        name: format!("example.com/widget={id}"),
-                    })
-                    .collect(),
-            });
-        }
-        Ok(Response::new(v1beta1::AllocateResponse {
-            container_responses,
-        }))
-    }
-
-    async fn pre_start_container(
-        &self,
-        _: Request<v1beta1::PreStartContainerRequest>,
-    ) -> Result<Response<v1beta1::PreStartContainerResponse>, Status> {
-        Err(Status::unimplemented("not required"))
-    }
-}
-
-/// The running test plugin.
-struct RunningPlugin {
-    devices: watch::Sender<Vec<v1beta1::Device>>,
-    allocations: Arc<Mutex<Vec<Vec<String>>>>,
-    server: tokio::task::JoinHandle<()>,
-    socket: PathBuf,
-}
-
-impl RunningPlugin {
-    fn serve(socket: &Path) -> RunningPlugin {
-        let (devices, watched) = watch::channel(vec![
-            widget("widget-0", "Healthy"),
-            widget("widget-1", "Healthy"),
-            widget("widget-2", "Healthy"),
-        ]);
-        let allocations = Arc::new(Mutex::new(Vec::new()));
-        let plugin = WidgetPlugin {
-            devices: watched,
-            allocations: allocations.clone(),
-        };
-        let listener = UnixListener::bind(socket).expect("bind plugin socket");
-        let server = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(DevicePluginServer::new(plugin))
-                .serve_with_incoming(UnixListenerStream::new(listener))
-                .await;
-        });
-        RunningPlugin {
-            devices,
-            allocations,
-            server,
-            socket: socket.to_owned(),
-        }
-    }
-
-    /// Kill it: its streams end, its socket goes.
-    fn kill(self) {
-        self.server.abort();
-        drop(self.devices);
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-async fn register(kubelet_sock: &Path, request: v1beta1::RegisterRequest) -> Result<(), Status> {
-    let path = kubelet_sock.to_owned();
-    let endpoint = Endpoint::from_static("http://localhost");
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }))
-        .await
-        .expect("dial kubelet.sock");
-    v1beta1::registration_client::RegistrationClient::new(channel)
-        .register(request)
-        .await
-        .map(|_| ())
-}
+use widget::{WidgetConfig, WidgetError, WidgetPlugin, RESOURCE as WIDGET};
 
 async fn wait_for(
     changes: &mut watch::Receiver<NodeDevices>,
@@ -206,6 +33,16 @@ async fn wait_for(
         "timed out waiting for {what}; now: {:?}",
         *changes.borrow()
     );
+}
+
+fn widget_config(root: &Path, registration: &RegistrationConfig) -> WidgetConfig {
+    let mut config = WidgetConfig::new(
+        &registration.socket_dir(),
+        &root.join("dev"),
+        &root.join("share"),
+    );
+    config.cdi = true;
+    config
 }
 
 #[tokio::test]
@@ -224,39 +61,28 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
         root.path().join("kubelet/device-plugins/kubelet.sock")
     );
 
-    let plugin = RunningPlugin::serve(&registration.socket_dir().join("widget.sock"));
+    let config = widget_config(root.path(), &registration);
+    let plugin = WidgetPlugin::serve(config.clone()).expect("serve the widget plugin");
 
     // A wrong API version is refused, as upstream.
-    let refused = register(
+    let refused = widget::register(
         server.socket_path(),
         v1beta1::RegisterRequest {
             version: "v1alpha1".into(),
-            endpoint: "widget.sock".into(),
-            resource_name: WIDGET.into(),
-            options: None,
+            ..config.register_request()
         },
     )
     .await
     .expect_err("unsupported version");
     assert!(
-        refused.message().contains("\"v1alpha1\" is not supported"),
+        matches!(&refused, WidgetError::Refused(status)
+            if status.message().contains("\"v1alpha1\" is not supported")),
         "{refused:?}"
     );
 
-    register(
-        server.socket_path(),
-        v1beta1::RegisterRequest {
-            version: "v1beta1".into(),
-            endpoint: "widget.sock".into(),
-            resource_name: WIDGET.into(),
-            options: Some(v1beta1::DevicePluginOptions {
-                pre_start_required: false,
-                get_preferred_allocation_available: true,
-            }),
-        },
-    )
-    .await
-    .expect("registered");
+    widget::register(server.socket_path(), config.register_request())
+        .await
+        .expect("registered");
 
     let mut changes = manager.subscribe();
     wait_for(&mut changes, "three widgets", |n| {
@@ -269,9 +95,7 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
 
     // Health changes over ListAndWatch reach allocatable.
     let mut events = manager.health_events();
-    plugin
-        .devices
-        .send_modify(|d| d[0].health = "Unhealthy".into());
+    plugin.set_health("widget-0", false);
     wait_for(&mut changes, "widget-0 unhealthy", |n| {
         n.resources[WIDGET].allocatable == 2
     })
@@ -288,9 +112,7 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
         ),
         (WIDGET, "widget-0", false)
     );
-    plugin
-        .devices
-        .send_modify(|d| d[0].health = "Healthy".into());
+    plugin.set_health("widget-0", true);
     wait_for(&mut changes, "widget-0 healthy again", |n| {
         n.resources[WIDGET].allocatable == 3
     })
@@ -304,7 +126,7 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
         .await
         .expect("allocate");
     assert_eq!(
-        *plugin.allocations.lock().expect("lock"),
+        plugin.allocations(),
         vec![vec!["widget-2".to_owned(), "widget-1".to_owned()]]
     );
     assert_eq!(allocation.envs["WIDGETS"], "widget-2,widget-1");
@@ -317,12 +139,12 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
         vec![
             DeviceSpec {
                 container_path: "/dev/widget-2".into(),
-                host_path: "/dev/host-widget-2".into(),
+                host_path: root.path().join("dev/widget-2").display().to_string(),
                 permissions: "rw".into(),
             },
             DeviceSpec {
                 container_path: "/dev/widget-1".into(),
-                host_path: "/dev/host-widget-1".into(),
+                host_path: root.path().join("dev/widget-1").display().to_string(),
                 permissions: "rw".into(),
             },
         ]
@@ -331,7 +153,7 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
         allocation.mounts,
         vec![MountSpec {
             container_path: "/opt/widget".into(),
-            host_path: "/usr/lib/widget".into(),
+            host_path: root.path().join("share").display().to_string(),
             read_only: true,
         }]
     );
@@ -357,9 +179,9 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
          Requested: 2, Available: 1, which is unexpected"
     );
 
-    // Killing the plugin turns its devices unhealthy at once; the resource
-    // stays (for the grace period) with its capacity.
-    plugin.kill();
+    // A plugin that goes away turns its devices unhealthy at once; the
+    // resource stays (for the grace period) with its capacity.
+    plugin.stop();
     wait_for(&mut changes, "widgets unhealthy", |n| {
         n.resources
             .get(WIDGET)
@@ -379,5 +201,93 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
     assert_eq!(lost, ["widget-0", "widget-1", "widget-2"]);
     assert_eq!(manager.pods_on_device(WIDGET, "widget-2"), ["pod-1"]);
 
+    // The plugin comes back (restarted): its widgets are healthy again, with
+    // an event each, and pod-1 still holds its two.
+    let _plugin = WidgetPlugin::start(config)
+        .await
+        .expect("the widget plugin registers again");
+    wait_for(&mut changes, "widgets healthy again", |n| {
+        n.resources
+            .get(WIDGET)
+            .is_some_and(|r| r.allocatable == 3 && r.plugin_connected)
+    })
+    .await;
+    let mut back = Vec::new();
+    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_secs(2), events.recv()).await {
+        if event.healthy {
+            assert_eq!(event.reason, "its device plugin registered again");
+            back.push(event.device_id);
+        }
+        if back.len() == 3 {
+            break;
+        }
+    }
+    back.sort();
+    assert_eq!(back, ["widget-0", "widget-1", "widget-2"]);
+    assert_eq!(manager.pods_on_device(WIDGET, "widget-2"), ["pod-1"]);
+
+    server.shutdown().await;
+}
+
+/// Upstream plugins register again when `kubelet.sock` is recreated (the
+/// kubelet restarted and removed every socket in the directory); so does the
+/// widget plugin, and a new agent gets its widgets back.
+#[tokio::test]
+async fn the_plugin_registers_again_when_the_registration_service_restarts() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let registration = RegistrationConfig {
+        kubelet_root: root.path().join("kubelet"),
+    };
+    let first = DeviceManager::open(DeviceManagerConfig::for_data_dir(&root.path().join("a")))
+        .expect("manager");
+    let server = RegistrationServer::start(&registration, first.clone())
+        .await
+        .expect("registration service");
+    let config = widget_config(root.path(), &registration);
+    let plugin = WidgetPlugin::start(config.clone())
+        .await
+        .expect("the widget plugin serves and registers");
+    let mut changes = first.subscribe();
+    wait_for(&mut changes, "three widgets", |n| {
+        n.resources.get(WIDGET).is_some_and(|r| r.allocatable == 3)
+    })
+    .await;
+
+    // The agent restarts: kubelet.sock goes, a new one comes (and the new
+    // service removes the plugin's socket as stale).
+    server.shutdown().await;
+    let second = DeviceManager::open(DeviceManagerConfig::for_data_dir(&root.path().join("b")))
+        .expect("manager");
+    let server = RegistrationServer::start(&registration, second.clone())
+        .await
+        .expect("registration service again");
+    let mut registrations = plugin.registrations();
+    let again = tokio::time::timeout(Duration::from_secs(10), registrations.wait_for(|n| *n >= 2))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    assert!(
+        again,
+        "the plugin did not register again: {} registrations",
+        *registrations.borrow()
+    );
+    let mut changes = second.subscribe();
+    wait_for(&mut changes, "three widgets on the new agent", |n| {
+        n.resources
+            .get(WIDGET)
+            .is_some_and(|r| r.allocatable == 3 && r.plugin_connected)
+    })
+    .await;
+    assert!(config.socket().exists(), "the plugin serves a fresh socket");
+    let allocation = second
+        .allocate("pod-1", "app", &BTreeMap::from([(WIDGET.to_owned(), 1)]))
+        .await
+        .expect("the new agent allocates from the re-registered plugin");
+    assert_eq!(allocation.envs["WIDGETS"], "widget-2");
+
+    plugin.stop();
+    assert!(
+        !config.socket().exists(),
+        "a stopped plugin removes its socket"
+    );
     server.shutdown().await;
 }

@@ -1015,7 +1015,9 @@ async fn device_health<R: RuntimeService + ImageService + 'static>(
             return;
         };
         accelerator_condition(&shared, devices, &ev).await;
-        if ev.healthy || !shared.config.fail_pods_on_device_failure {
+        // A lost plugin (restarting, upgraded) is not a failed device: its
+        // pods keep running, as upstream.
+        if ev.healthy || ev.plugin_lost() || !shared.config.fail_pods_on_device_failure {
             continue;
         }
         for uid in devices.pods_on_device(&ev.resource, &ev.device_id) {
