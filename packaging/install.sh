@@ -1,17 +1,27 @@
 #!/bin/sh
 # kedge installer, in the manner of K3s's install.sh, for air-gapped hosts:
-# it installs a local binary (no network needed), writes the systemd unit
-# and its environment file, installs kedge-killall.sh and
+# it installs a local binary or .deb (no network needed), writes the systemd
+# unit and its environment file, installs kedge-killall.sh and
 # kedge-uninstall.sh, checks the host with `kedge check-config`, and
 # enables and starts the service. Running it again is safe.
 #
+# From a .deb (INSTALL_KEDGE_DEB, or one kedge_*.deb next to this script),
+# the package brings /usr/bin/kedge, kedge-killall.sh and the units;
+# this script installs it with apt-get (or dpkg), then writes the
+# environment file, a drop-in for INSTALL_KEDGE_EXEC's flags and
+# kedge-uninstall.sh (which purges the package), and starts the service.
+#
 # Environment:
+#   INSTALL_KEDGE_DEB            a kedge .deb to install (default: the one
+#                                kedge_*.deb next to this script, if any)
 #   INSTALL_KEDGE_BIN            the kedge binary to install (default: ./kedge
 #                                next to this script, else the one already installed)
 #   INSTALL_KEDGE_DOWNLOAD_URL   optional: fetch the binary from here when no
 #                                local one is given (never required)
 #   INSTALL_KEDGE_DOWNLOAD_SHA256  optional: expected SHA-256 of the download
-#   INSTALL_KEDGE_BIN_DIR        where kedge and the scripts go (/usr/local/bin)
+#   INSTALL_KEDGE_BIN_DIR        where kedge and the scripts go (/usr/local/bin;
+#                                from a .deb, kedge is in /usr/bin and only
+#                                kedge-uninstall.sh and the kubectl link go here)
 #   INSTALL_KEDGE_SYSTEMD_DIR    where the unit goes (/etc/systemd/system)
 #   INSTALL_KEDGE_DATA_DIR       kedge's data dir, checked and removed on uninstall
 #                                (/var/lib/kedge)
@@ -24,7 +34,8 @@
 #   INSTALL_KEDGE_SYMLINK        skip: never link kubectl (default: link it
 #                                when absent and kedge has a built-in kubectl)
 #   INSTALL_KEDGE_ROOT           testing only: write every file under this
-#                                prefix, never call systemctl
+#                                prefix (a .deb goes in with dpkg --root), never
+#                                call systemctl
 #   KEDGE_TOKEN, KEDGE_URL       written to the unit's environment file; with
 #                                KEDGE_URL the agent unit (kedge-agent) is installed
 
@@ -42,6 +53,8 @@ BIN_DIR=${INSTALL_KEDGE_BIN_DIR:-/usr/local/bin}
 SYSTEMD_DIR=${INSTALL_KEDGE_SYSTEMD_DIR:-/etc/systemd/system}
 DATA_DIR=${INSTALL_KEDGE_DATA_DIR:-/var/lib/kedge}
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
+# The .deb to install, when installing from one (find_binary sets it).
+DEB=""
 
 setup_command() {
     if [ -n "${KEDGE_URL:-}" ]; then
@@ -68,10 +81,31 @@ setup_command() {
     fi
 }
 
-# Sets SRC to the binary to install, or to "" when the installed one stays.
+# Sets DEB to the .deb to install, or SRC to the binary to install, or
+# neither when the installed binary stays.
 find_binary() {
-    DEST="$ROOT$BIN_DIR/kedge"
     SRC=""
+    if [ -n "${INSTALL_KEDGE_DEB:-}" ]; then
+        [ -f "$INSTALL_KEDGE_DEB" ] || fatal "INSTALL_KEDGE_DEB=$INSTALL_KEDGE_DEB is not a file"
+        use_deb "$INSTALL_KEDGE_DEB"
+        return 0
+    fi
+    if [ -z "${INSTALL_KEDGE_BIN:-}" ]; then
+        debs=""
+        n=0
+        for f in "$SCRIPT_DIR"/kedge_*.deb; do
+            [ -f "$f" ] || continue
+            debs="$debs $f"
+            n=$((n + 1))
+        done
+        if [ "$n" -gt 1 ]; then
+            fatal "several kedge .debs next to this script ($debs ): choose one with INSTALL_KEDGE_DEB=path"
+        elif [ "$n" -eq 1 ]; then
+            use_deb "${debs# }"
+            return 0
+        fi
+    fi
+    DEST="$ROOT$BIN_DIR/kedge"
     if [ -n "${INSTALL_KEDGE_BIN:-}" ]; then
         [ -f "$INSTALL_KEDGE_BIN" ] || fatal "INSTALL_KEDGE_BIN=$INSTALL_KEDGE_BIN is not a file"
         SRC=$INSTALL_KEDGE_BIN
@@ -84,6 +118,17 @@ find_binary() {
     else
         fatal "no kedge binary: set INSTALL_KEDGE_BIN=/path/to/kedge, put kedge next to this script, or set INSTALL_KEDGE_DOWNLOAD_URL"
     fi
+}
+
+# Installing from a .deb: kedge lives in /usr/bin, the package's units and
+# kedge-killall.sh are used; BIN_DIR keeps the uninstall script and the
+# kubectl link.
+use_deb() {
+    DEB=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+    command -v dpkg >/dev/null 2>&1 || fatal "installing a .deb needs dpkg: on this system install the binary (INSTALL_KEDGE_BIN) instead"
+    pkg=$(dpkg-deb --field "$DEB" Package 2>/dev/null) || fatal "$DEB is not a Debian package"
+    [ "$pkg" = kedge ] || fatal "$DEB is the package '$pkg', not kedge"
+    DEST="$ROOT/usr/bin/kedge"
 }
 
 download() {
@@ -104,9 +149,55 @@ download() {
     SRC=$TMP_DOWNLOAD
 }
 
+# Before the package goes in: the unit, binary and kill-all script an
+# earlier install from a binary wrote, which the package's replace (a unit
+# in /etc/systemd/system would hide the package's).
+remove_binary_install() {
+    for unit in kedge kedge-agent; do
+        old="$ROOT$SYSTEMD_DIR/$unit.service"
+        if [ -f "$old" ] && head -n1 "$old" | grep -q "^# Written by kedge's install.sh"; then
+            info "removing $SYSTEMD_DIR/$unit.service of an install without the .deb: the package's unit replaces it"
+            if [ -z "$ROOT" ]; then
+                systemctl disable "$unit" >/dev/null 2>&1 || true
+            fi
+            rm -f "$old"
+            if [ "$BIN_DIR" != /usr/bin ]; then
+                rm -f "$ROOT$BIN_DIR/kedge" "$ROOT$BIN_DIR/kedge-killall.sh"
+            fi
+        fi
+    done
+}
+
+install_deb() {
+    remove_binary_install
+    info "installing $DEB"
+    if [ -n "$ROOT" ]; then
+        # Testing: into the prefix, maintainer scripts run without chroot
+        # and see DPKG_ROOT (they never call systemctl then).
+        mkdir -p "$ROOT/var/lib/dpkg/info" "$ROOT/var/lib/dpkg/updates"
+        [ -f "$ROOT/var/lib/dpkg/status" ] || : >"$ROOT/var/lib/dpkg/status"
+        out=$(dpkg --root="$ROOT" --force-script-chrootless --force-depends --force-not-root -i "$DEB" 2>&1) ||
+            fatal "dpkg could not install $DEB under $ROOT: $out"
+        return 0
+    fi
+    # The package's postinst must not start a server before the
+    # environment file and flags are written: start_service starts it.
+    if command -v apt-get >/dev/null 2>&1; then
+        KEDGE_SKIP_START=true DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "$DEB" >/dev/null ||
+            fatal "apt-get could not install $DEB: it needs containerd, runc, containernetworking-plugins and iptables from your package mirror, or their .debs installed first"
+    else
+        KEDGE_SKIP_START=true dpkg -i "$DEB" >/dev/null ||
+            fatal "dpkg could not install $DEB: install containerd, runc, containernetworking-plugins and iptables first"
+    fi
+}
+
 install_binary() {
+    if [ -n "$DEB" ]; then
+        install_deb
+    fi
     mkdir -p "$ROOT$BIN_DIR"
-    if [ -n "$SRC" ]; then
+    if [ -z "$DEB" ] && [ -n "$SRC" ]; then
         if [ -f "$DEST" ] && cmp -s "$SRC" "$DEST"; then
             info "$BIN_DIR/kedge is up to date"
         else
@@ -117,7 +208,7 @@ install_binary() {
             mv -f "$DEST.tmp.$$" "$DEST"
         fi
     fi
-    "$DEST" --version >/dev/null 2>&1 || fatal "$BIN_DIR/kedge does not run on this host (wrong architecture?)"
+    "$DEST" --version >/dev/null 2>&1 || fatal "${DEST#"$ROOT"} does not run on this host (wrong architecture?)"
     info "$("$DEST" --version)"
 }
 
@@ -142,7 +233,11 @@ create_symlinks() {
         info "kubectl is already installed; not linking it"
     elif "$DEST" kubectl --help >/dev/null 2>&1; then
         info "linking $BIN_DIR/kubectl to kedge"
-        ln -s kedge "$link"
+        if [ -n "$DEB" ]; then
+            ln -s /usr/bin/kedge "$link"
+        else
+            ln -s kedge "$link"
+        fi
     else
         info "no kubectl here and kedge has no built-in one: install kubectl and use /etc/kedge/kedge.yaml"
     fi
@@ -165,7 +260,32 @@ write_env_file() {
     info "environment file $SYSTEMD_DIR/$SERVICE.service.env"
 }
 
+# From a .deb: the packaged unit runs `kedge server` (or `kedge agent`);
+# other flags go into a drop-in that replaces its ExecStart.
+write_dropin() {
+    dropin_dir="$ROOT$SYSTEMD_DIR/$SERVICE.service.d"
+    dropin="$dropin_dir/10-kedge-install.conf"
+    if [ "$EXEC" = "$CMD" ]; then
+        rm -f "$dropin"
+        rmdir "$dropin_dir" 2>/dev/null || true
+        return 0
+    fi
+    mkdir -p "$dropin_dir"
+    cat >"$dropin.tmp" <<EOF
+# Written by kedge's install.sh: INSTALL_KEDGE_EXEC for the packaged unit.
+[Service]
+ExecStart=
+ExecStart=/usr/bin/kedge $EXEC
+EOF
+    mv -f "$dropin.tmp" "$dropin"
+    info "systemd drop-in $SYSTEMD_DIR/$SERVICE.service.d/10-kedge-install.conf"
+}
+
 write_unit() {
+    if [ -n "$DEB" ]; then
+        write_dropin
+        return 0
+    fi
     unit="$ROOT$SYSTEMD_DIR/$SERVICE.service"
     if [ "$CMD" = server ]; then
         what="server: control plane and node agent"
@@ -210,6 +330,8 @@ EOF
 }
 
 write_killall() {
+    # The package ships /usr/bin/kedge-killall.sh.
+    [ -z "$DEB" ] || return 0
     killall="$ROOT$BIN_DIR/kedge-killall.sh"
     cat >"$killall.tmp" <<EOF
 #!/bin/sh
@@ -219,7 +341,9 @@ set -u
 [ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
 DATA_DIR='$DATA_DIR'
 EOF
-    cat >>"$killall.tmp" <<'EOF'
+    # The body is also the .deb's /usr/bin/kedge-killall.sh (scripts/build-deb
+    # takes it from between these KILLALL_BODY lines).
+    cat >>"$killall.tmp" <<'KILLALL_BODY'
 for unit in kedge kedge-agent; do
     systemctl stop "$unit" 2>/dev/null || true
 done
@@ -297,13 +421,53 @@ for fw in iptables ip6tables; do
         "$fw-save" | grep -v -e CNI- -e KEDGE- | "$fw-restore" || true
     fi
 done
-EOF
+KILLALL_BODY
     chmod 0755 "$killall.tmp"
     mv -f "$killall.tmp" "$killall"
     info "kill-all script $BIN_DIR/kedge-killall.sh"
 }
 
+# From a .deb, uninstalling is purging the package (its prerm stops kedge
+# and its pods, its postrm deletes the data) plus what this script added.
+write_uninstall_deb() {
+    uninstall="$ROOT$BIN_DIR/kedge-uninstall.sh"
+    cat >"$uninstall.tmp" <<EOF
+#!/bin/sh
+# Removes kedge installed from its .deb: purges the package (which stops
+# kedge and its pods and deletes its data) and what install.sh added.
+# Written by kedge's install.sh.
+set -u
+[ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
+BIN_DIR='$BIN_DIR'
+SYSTEMD_DIR='$SYSTEMD_DIR'
+EOF
+    cat >>"$uninstall.tmp" <<'EOF'
+if command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get purge -y -q kedge
+else
+    dpkg --purge kedge
+fi
+for unit in kedge kedge-agent; do
+    rm -f "$SYSTEMD_DIR/$unit.service.env" "$SYSTEMD_DIR/$unit.service.d/10-kedge-install.conf"
+    rmdir "$SYSTEMD_DIR/$unit.service.d" 2>/dev/null || true
+done
+systemctl daemon-reload 2>/dev/null || true
+if [ -L "$BIN_DIR/kubectl" ] && [ "$(readlink "$BIN_DIR/kubectl")" = /usr/bin/kedge ]; then
+    rm -f "$BIN_DIR/kubectl"
+fi
+rm -f "$0"
+echo "kedge is uninstalled"
+EOF
+    chmod 0755 "$uninstall.tmp"
+    mv -f "$uninstall.tmp" "$uninstall"
+    info "uninstall script $BIN_DIR/kedge-uninstall.sh"
+}
+
 write_uninstall() {
+    if [ -n "$DEB" ]; then
+        write_uninstall_deb
+        return 0
+    fi
     uninstall="$ROOT$BIN_DIR/kedge-uninstall.sh"
     cat >"$uninstall.tmp" <<EOF
 #!/bin/sh
@@ -344,6 +508,11 @@ start_service() {
     fi
     [ "${INSTALL_KEDGE_SKIP_ENABLE:-}" = true ] && return 0
     systemctl daemon-reload
+    if [ -n "$DEB" ] && [ "$SERVICE" = kedge-agent ]; then
+        # The package enables the server on its first install; an agent
+        # host runs the agent unit alone.
+        systemctl disable --now kedge.service >/dev/null 2>&1 || true
+    fi
     info "enabling $SERVICE"
     systemctl enable "$SERVICE" >/dev/null
     [ "${INSTALL_KEDGE_SKIP_START:-}" = true ] && return 0

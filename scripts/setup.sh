@@ -30,6 +30,8 @@ command -v apt-get >/dev/null || die "apt-get not found: this script sets up Deb
 # binary), iptables/nftables/iproute2.
 # Datastores: sqlite3 (inspecting the default store), etcd for the HA path.
 # Benchmarks: hyperfine. Conformance harness: python3-venv/pip.
+# Packaging tests (`make deb`, tests/deb_package.rs): dpkg-dev
+# (dpkg-shlibdeps), lintian.
 packages=(
   pkg-config gcc make protobuf-compiler python3-venv python3-pip git
   ca-certificates openssl
@@ -37,6 +39,7 @@ packages=(
   iptables nftables iproute2
   etcd-server etcd-client sqlite3
   hyperfine
+  dpkg-dev lintian
 )
 
 missing=()

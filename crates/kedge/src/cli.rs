@@ -367,14 +367,15 @@ fn config_args(
     let known = longs(own);
     // Keys of the other long-running command (one file may serve a server
     // and, on another host, an agent): skipped, as K3s skips them.
-    let server_keys = longs(&ServerArgs::augment_args(clap::Command::new("server")));
+    let mut other_keys = longs(&ServerArgs::augment_args(clap::Command::new("server")));
+    other_keys.extend(longs(&AgentArgs::augment_args(clap::Command::new("agent"))));
     let mut out = Vec::new();
     for (k, v) in map {
         let key = k
             .as_str()
             .ok_or_else(|| format!("config file {}: keys must be flag names", path.display()))?
             .to_string();
-        if !known.contains(&key) && server_keys.contains(&key) {
+        if !known.contains(&key) && other_keys.contains(&key) {
             tracing::debug!(key, "config key not used by this command");
             continue;
         }
@@ -632,6 +633,39 @@ mod tests {
         }
         std::fs::write(&cfg, "no-such-key: 1\n").expect("write");
         assert!(parse(args(&["kedge", "agent", "--config", c])).is_err());
+        // ... and a server skips the agent's keys.
+        std::fs::write(
+            &cfg,
+            "server: https://10.0.0.1:6443\nhttps-listen-port: 7443\n",
+        )
+        .expect("write");
+        assert_eq!(
+            server(&["kedge", "server", "--config", c]).https_listen_port,
+            7443
+        );
+    }
+
+    #[test]
+    fn booleans_in_the_config_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("c.yaml");
+        let c = cfg.to_str().expect("utf8");
+        std::fs::write(
+            &cfg,
+            "fail-pods-on-device-failure: false\ndisable-agent: false\n",
+        )
+        .expect("write");
+        let a = server(&["kedge", "server", "--config", c]);
+        assert!(!a.node.fail_pods_on_device_failure);
+        assert!(!a.disable_agent);
+        std::fs::write(
+            &cfg,
+            "fail-pods-on-device-failure: true\ndisable-agent: true\n",
+        )
+        .expect("write");
+        let a = server(&["kedge", "server", "--config", c]);
+        assert!(a.node.fail_pods_on_device_failure);
+        assert!(a.disable_agent);
     }
 
     #[test]
