@@ -67,6 +67,8 @@ pub struct AgentOptions {
     pub control_plane: bool,
     pub kubelet_port: u16,
     pub cni_bridge: String,
+    /// Where containerd finds the CNI plugins (`/usr/lib/cni` on Debian).
+    pub cni_bin_dir: PathBuf,
     pub pod_masquerade: bool,
     pub pod_logs_dir: PathBuf,
     pub kubelet_version: String,
@@ -114,6 +116,7 @@ pub async fn run(
         None => {
             let mut config = ContainerdConfig::detect(&opts.data_dir);
             config.sandbox_image = opts.pause_image.clone();
+            config.cni_bin_dir = opts.cni_bin_dir.clone();
             let supervisor =
                 ContainerdSupervisor::start(&config, SupervisorOptions::default()).await?;
             let socket = supervisor.socket().to_owned();

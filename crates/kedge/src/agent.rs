@@ -141,6 +141,7 @@ pub fn options(
         control_plane,
         kubelet_port: node.kubelet_port,
         cni_bridge: node.cni_bridge.clone(),
+        cni_bin_dir: node.cni_bin_dir.clone(),
         pod_masquerade: node.pod_masquerade,
         pod_logs_dir: node.pod_logs_dir.clone(),
         kubelet_version: cli::git_version(),

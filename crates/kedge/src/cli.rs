@@ -219,6 +219,9 @@ pub struct NodeArgs {
     /// Name of the pod network's Linux bridge
     #[arg(long, default_value = "cni0", hide = true)]
     pub cni_bridge: String,
+    /// Folder of the CNI plugins (bridge, host-local, portmap, loopback) for the supervised containerd
+    #[arg(long, default_value = kedge_kubelet::containerd::DEFAULT_CNI_BIN_DIR)]
+    pub cni_bin_dir: PathBuf,
     /// Masquerade pod traffic leaving the pod network (tests turn it off)
     #[arg(long, default_value_t = true, hide = true, action = clap::ArgAction::Set)]
     pub pod_masquerade: bool,
