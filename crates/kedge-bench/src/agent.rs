@@ -19,20 +19,16 @@
 //! CRI, then by force (containerd, shims, containers, mounts, the bridge).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use http_body_util::BodyExt;
 use kedge_kubelet::cri::api::{ContainerState, PodSandboxFilter};
 use kedge_kubelet::cri::image_spec;
 use kedge_kubelet::podspec::{self, ContainerOptions, NoResolver, SandboxOptions};
-use kedge_kubelet::{ContainerdPaths, CriClient, ImageService, RuntimeService};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kedge_kubelet::{CriClient, ImageService, RuntimeService};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use crate::apply::process_cpu;
 use crate::load::{create_namespace, send};
@@ -41,9 +37,10 @@ use crate::report::{Row, Verdict};
 use crate::sections::Plan;
 use crate::server::KedgeServer;
 use crate::stats::{fmt_num, median, ms, Summary, MIB};
+use crate::testbed::{
+    busybox_tarball, delete_workloads, remove_sandboxes, Kedge, WatchStream, BUSYBOX,
+};
 
-const BUSYBOX: &str = "kedge.local/busybox:1.36";
-const TOKEN: &str = "kedge-bench-token";
 const NS: &str = "bench-pods";
 const BATCH_LABEL: &str = "kedge-bench/batch";
 /// Name prefix of the floor's sandboxes (they have no API object).
@@ -57,7 +54,6 @@ const RSS_TARGET: f64 = 50e6;
 const RATIO_TARGET: f64 = 1.3;
 const POD_TIMEOUT: Duration = Duration::from_secs(120);
 
-static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
 static NEXT_UID: AtomicU64 = AtomicU64::new(0);
 
 // ---- the section ----
@@ -77,377 +73,24 @@ pub async fn agent(plan: &Plan) -> Vec<Row> {
             json!({ "skipped": reason }),
         )];
     }
-    let images = match test_images(plan) {
+    let tarball = match busybox_tarball(plan, "agent") {
         Ok(i) => i,
         Err(e) => return vec![Row::error("Node agent test images", &e)],
     };
-    let mut rows = cold_start_rows(plan, &images).await;
-    rows.extend(node_rows(plan, &images).await);
+    let mut rows = cold_start_rows(plan, &tarball).await;
+    rows.extend(node_rows(plan, &tarball).await);
     rows
-}
-
-/// The busybox image tarball: the one the end-to-end tests built, else
-/// built now with scripts/build-test-images.sh.
-fn test_images(plan: &Plan) -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let built = root.join("target/tmp/kedge-test-images");
-    if built.join("busybox.tar").is_file() {
-        return Ok(built);
-    }
-    let dir = plan.work.join("images");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let script = root.join("scripts/build-test-images.sh");
-    eprintln!("[agent] building the test images with {}", script.display());
-    let out = Command::new(&script)
-        .arg(&dir)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        out.status.success() && dir.join("busybox.tar").is_file(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(dir)
 }
 
 // ---- one node: kedge server with its agent ----
 
-/// `kedge server` with its node agent, on a test-only pod network (its own
-/// bridge and /24, no masquerade), state and pod logs under `dir`.
-struct AgentNode {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
-    node: String,
-    bridge: String,
-    spawned: Instant,
-    spawned_wall: jiff::Timestamp,
-}
-
-impl AgentNode {
-    fn spawn(plan: &Plan, dir: &Path, images: &Path) -> Result<AgentNode> {
-        let _ = std::fs::remove_dir_all(dir);
-        let image_dir = dir.join("data").join("agent").join("images");
-        std::fs::create_dir_all(&image_dir)
-            .with_context(|| format!("creating {}", image_dir.display()))?;
-        // Keep the tarball's mtime: the agent skips files modified in the
-        // last seconds (they may still be being written), and the tarball
-        // stands for one put there well before the start.
-        let (src, dst) = (images.join("busybox.tar"), image_dir.join("busybox.tar"));
-        std::fs::copy(&src, &dst).context("copying busybox.tar into the images dir")?;
-        let mtime = std::fs::metadata(&src)
-            .and_then(|m| m.modified())
-            .context("reading busybox.tar's mtime")?;
-        std::fs::File::options()
-            .write(true)
-            .open(&dst)
-            .and_then(|f| f.set_modified(mtime))
-            .context("setting the copied busybox.tar's mtime")?;
-        let n = NEXT_NODE.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let bridge = format!("kb{}x{n}", pid % 100_000);
-        let node = format!("bench-{pid}-{n}");
-        let cidr = format!("10.{}.{}.0/24", 190 + n % 10, pid % 250);
-        let port = free_port()?;
-        let kubelet_port = free_port()?;
-        let log = std::fs::File::create(dir.join("server.log"))
-            .with_context(|| format!("creating {}/server.log", dir.display()))?;
-        let mut cmd = Command::new(&plan.kedge);
-        cmd.arg("server")
-            .args(["--config", "/dev/null"])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--https-listen-port", &port.to_string()])
-            .args(["--bind-address", "127.0.0.1"])
-            .arg("--write-kubeconfig")
-            .arg(dir.join("kubeconfig.yaml"))
-            .args(["--token", TOKEN])
-            .args(["--node-name", &node])
-            .args(["--node-ip", "127.0.0.1"])
-            .args(["--cluster-cidr", &cidr])
-            .args(["--cni-bridge", &bridge])
-            .arg("--pod-masquerade=false")
-            .args(["--kubelet-port", &kubelet_port.to_string()])
-            .arg("--pod-logs-dir")
-            .arg(dir.join("pod-logs"))
-            .args(["--log-format", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let spawned_wall = jiff::Timestamp::now();
-        let spawned = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", plan.kedge.display()))?;
-        Ok(AgentNode {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            port,
-            node,
-            bridge,
-            spawned,
-            spawned_wall,
-        })
-    }
-
-    fn paths(&self) -> ContainerdPaths {
-        ContainerdPaths::new(&self.dir.join("data"))
-    }
-
-    fn pid(&self) -> Result<u32> {
-        match &self.child {
-            Some(c) => Ok(c.id()),
-            None => bail!("the server was stopped"),
-        }
-    }
-
-    /// containerd's pid, from the pid file its supervisor writes.
-    fn containerd_pid(&self) -> Result<u32> {
-        let file = self.paths().pid_file;
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        text.trim()
-            .parse()
-            .with_context(|| format!("{} holds no pid", file.display()))
-    }
-
-    /// The shims of this node's containerd (their command line names its socket).
-    fn shim_pids(&self) -> Vec<u32> {
-        let socket = self.paths().socket;
-        let socket = socket.as_os_str().as_encoded_bytes();
-        kedge_kubelet::testing::pids()
-            .into_iter()
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    kedge_kubelet::testing::contains(&c, b"containerd-shim")
-                        && kedge_kubelet::testing::contains(&c, socket)
-                })
-            })
-            .collect()
-    }
-
-    fn exited(&mut self) -> Option<String> {
-        let status = self.child.as_mut()?.try_wait().ok()??;
-        Some(format!("kedge exited with {status}: {}", self.log_tail()))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.log();
-        let start = log.len().saturating_sub(1500);
-        log.get(start..).unwrap_or_default().to_string()
-    }
-
-    /// Adds the server's death, if it died, to `e`.
-    fn explain(&mut self, e: anyhow::Error) -> anyhow::Error {
-        match self.exited() {
-            Some(why) => e.context(why),
-            None => e,
-        }
-    }
-
-    /// Polls `/readyz` every 5 ms; the time from spawn to its first 200.
-    async fn wait_readyz(&mut self) -> Result<Duration> {
-        let probe = ReadyzProbe::new()?;
-        let deadline = self.spawned + Duration::from_secs(30);
-        loop {
-            if let Some(why) = self.exited() {
-                bail!("{why}");
-            }
-            if let Ok(200) = probe.status(self.port).await {
-                return Ok(self.spawned.elapsed());
-            }
-            if Instant::now() > deadline {
-                bail!("kedge not ready within 30 s: {}", self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn client(&self) -> Result<kube::Client> {
-        let path = self.dir.join("kubeconfig.yaml");
-        let kc =
-            Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .context("kubeconfig to client config")?;
-        kube::Client::try_from(cfg).context("building a kube client")
-    }
-
-    async fn cri(&self) -> Result<CriClient> {
-        let socket = self.paths().socket;
-        CriClient::connect_when_ready(&socket, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("connecting to containerd at {}", socket.display()))
-    }
-
-    /// Waits for the Node's Ready condition on a watch; the time from spawn
-    /// to the event that showed it.
-    async fn wait_node_ready(&mut self, client: &kube::Client) -> Result<Duration> {
-        let node = self.node.clone();
-        let path = "/api/v1/nodes?watch=1&timeoutSeconds=120";
-        let ready = |o: &Value| {
-            o["metadata"]["name"] == node.as_str()
-                && o["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        };
-        let mut events = watch_objects(client, path).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let got = tokio::time::timeout_at(deadline, events.recv()).await;
-            match got {
-                Ok(Some((obj, at))) => {
-                    if ready(&obj) {
-                        return Ok(at.duration_since(self.spawned));
-                    }
-                }
-                Ok(None) => bail!("the node watch ended before {node} was Ready"),
-                Err(_) => bail!("node {node} not Ready within 60 s: {}", self.log_tail()),
-            }
-        }
-    }
-
-    /// Spawn -> the agent's "container runtime is ready" log line (its
-    /// timestamp), if the log has it.
-    fn containerd_ready(&self) -> Option<Duration> {
-        self.log().lines().find_map(|line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            if v["fields"]["message"] != "container runtime is ready" {
-                return None;
-            }
-            let at: jiff::Timestamp = v["timestamp"].as_str()?.parse().ok()?;
-            let ns = at.as_nanosecond() - self.spawned_wall.as_nanosecond();
-            u64::try_from(ns).ok().map(Duration::from_nanos)
-        })
-    }
-
-    /// Deletes the bench's pods through the API and waits until they are
-    /// gone (the agent stops their sandboxes, which tears down their
-    /// network), removes what CRI still has, then stops kedge with SIGTERM.
-    async fn shutdown(&mut self) {
-        if self.exited().is_none() {
-            if let Ok(client) = self.client().await {
-                if let Err(e) = delete_all_pods(&client).await {
-                    eprintln!("[agent] deleting the bench pods: {e:#}");
-                }
-            }
-            if let Ok(cri) = self.cri().await {
-                remove_sandboxes(&cri, |_| true).await;
-            }
-        }
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
-        }
-    }
-}
-
-impl Drop for AgentNode {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let left = kedge_kubelet::testing::kill_containerd_and_pods(&self.paths());
-        if !left.is_empty() {
-            eprintln!("[agent] clean-up killed: {}", left.join(", "));
-        }
-        kedge_kubelet::testing::unmount_under(&self.dir);
-        if !kedge_kubelet::testing::delete_bridge(&self.bridge) {
-            eprintln!("[agent] cannot delete bridge {}", self.bridge);
-        }
-    }
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// SIGTERM (kedge then stops containerd, pods keep running), SIGKILL after 15 s.
-fn terminate(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of
-        // ours; `pid` is our own child, not yet reaped (we hold its
-        // `Child`), so the id cannot have been reused.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("[agent] kedge did not stop within 15 s of SIGTERM; killing it");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+/// `kedge server` with its node agent ([`Kedge::node`]), logging JSON so
+/// the cold start can read when containerd became ready.
+fn spawn_node(plan: &Plan, dir: &Path, tarball: &Path) -> Result<Kedge> {
+    Kedge::node(plan, dir, tarball, &["--log-format", "json"], "agent")
 }
 
 // ---- watches and pods ----
-
-/// A watch stream's ADDED and MODIFIED objects, each with the instant its
-/// chunk arrived; the stream closes when this drops.
-struct WatchStream {
-    rx: mpsc::UnboundedReceiver<(Value, Instant)>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WatchStream {
-    async fn recv(&mut self) -> Option<(Value, Instant)> {
-        self.rx.recv().await
-    }
-}
-
-impl Drop for WatchStream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn watch_objects(client: &kube::Client, path: &str) -> Result<WatchStream> {
-    let req = http::Request::builder()
-        .method("GET")
-        .uri(path)
-        .body(kube::client::Body::empty())?;
-    let resp = client
-        .send(req)
-        .await
-        .with_context(|| format!("watch {path}"))?;
-    anyhow::ensure!(resp.status() == 200, "watch {path}: HTTP {}", resp.status());
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let at = Instant::now();
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buf.extend_from_slice(&data);
-            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=nl).collect();
-                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
-                    continue;
-                };
-                if matches!(ev["type"].as_str(), Some("ADDED" | "MODIFIED"))
-                    && tx.send((ev["object"].clone(), at)).is_err()
-                {
-                    return;
-                }
-            }
-        }
-    });
-    Ok(WatchStream { rx, task })
-}
 
 /// Pods of one batch reaching `Running`, first sighting each.
 struct RunningWatch {
@@ -459,37 +102,26 @@ impl RunningWatch {
     /// Opens the watch at the namespace's current revision, before any
     /// pod of the batch is created.
     async fn open(client: &kube::Client, batch: &str) -> Result<RunningWatch> {
-        let sel = format!("labelSelector={BATCH_LABEL}%3D{batch}");
-        let list = format!("/api/v1/namespaces/{NS}/pods?{sel}&limit=1");
-        let (status, body) = send(client, "GET", &list, None, vec![]).await?;
-        anyhow::ensure!(status == 200, "GET {list}: HTTP {status}");
-        let v: Value = serde_json::from_slice(&body)?;
-        let rv = v["metadata"]["resourceVersion"]
-            .as_str()
-            .context("pod list without resourceVersion")?;
-        let path = format!(
-            "/api/v1/namespaces/{NS}/pods?{sel}&watch=1&resourceVersion={rv}&timeoutSeconds=1800"
-        );
+        let pods = format!("/api/v1/namespaces/{NS}/pods?labelSelector={BATCH_LABEL}%3D{batch}");
         Ok(RunningWatch {
-            events: watch_objects(client, &path).await?,
+            events: WatchStream::open(client, &pods, None).await?,
             seen: HashMap::new(),
         })
     }
 
     /// Waits until every pod of `names` has been seen Running.
     async fn wait(&mut self, client: &kube::Client, names: &[String]) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + POD_TIMEOUT;
+        let deadline = Instant::now() + POD_TIMEOUT;
         while names.iter().any(|n| !self.seen.contains_key(n)) {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some((pod, at))) => {
+            match self.events.next_object_before(deadline).await? {
+                Some((pod, at)) => {
                     if pod["status"]["phase"] == "Running" {
                         if let Some(name) = pod["metadata"]["name"].as_str() {
                             self.seen.entry(name.to_string()).or_insert(at);
                         }
                     }
                 }
-                Ok(None) => bail!("the pod watch ended"),
-                Err(_) => {
+                None => {
                     let missing = names.iter().find(|n| !self.seen.contains_key(*n));
                     let mut detail = String::new();
                     if let Some(n) = missing {
@@ -591,46 +223,6 @@ async fn kedge_one(
         .with_context(|| format!("{name} was not seen Running"))
 }
 
-async fn delete_all_pods(client: &kube::Client) -> Result<()> {
-    let list = format!("/api/v1/namespaces/{NS}/pods");
-    let (status, body) = send(client, "GET", &list, None, vec![]).await?;
-    if status == 404 {
-        return Ok(());
-    }
-    anyhow::ensure!(status == 200, "GET {list}: HTTP {status}");
-    let v: Value = serde_json::from_slice(&body)?;
-    let names: Vec<String> = v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-        .collect();
-    for name in &names {
-        let path = format!("{list}/{name}");
-        let (status, body) = send(client, "DELETE", &path, None, vec![]).await?;
-        anyhow::ensure!(
-            matches!(status, 200 | 202 | 404),
-            "DELETE {path}: HTTP {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let deadline = Instant::now() + POD_TIMEOUT;
-    loop {
-        let (status, body) = send(client, "GET", &list, None, vec![]).await?;
-        anyhow::ensure!(status == 200, "GET {list}: HTTP {status}");
-        let v: Value = serde_json::from_slice(&body)?;
-        let left = v["items"].as_array().map_or(0, Vec::len);
-        if left == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{left} pods still there {POD_TIMEOUT:?} after their DELETE"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits until CRI has no sandbox left (the agent removes those of
 /// deleted pods), at most 30 s.
 async fn wait_no_sandboxes(cri: &CriClient) -> Result<()> {
@@ -645,30 +237,6 @@ async fn wait_no_sandboxes(cri: &CriClient) -> Result<()> {
             "{left} sandboxes still there 30 s after their pods were deleted"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Stops and removes the sandboxes `pick` chooses (by pod name); stopping
-/// runs the CNI DEL that frees the pod's address.
-async fn remove_sandboxes(cri: &CriClient, pick: impl Fn(&str) -> bool) {
-    let Ok(list) = cri.list_pod_sandbox(None::<PodSandboxFilter>).await else {
-        return;
-    };
-    for s in list {
-        let name = s
-            .metadata
-            .as_ref()
-            .map_or("", |m| m.name.as_str())
-            .to_string();
-        if !pick(&name) {
-            continue;
-        }
-        if let Err(e) = cri.stop_pod_sandbox(&s.id).await {
-            eprintln!("[agent] stopping sandbox {name}: {e}");
-        }
-        if let Err(e) = cri.remove_pod_sandbox(&s.id).await {
-            eprintln!("[agent] removing sandbox {name}: {e}");
-        }
     }
 }
 
@@ -701,7 +269,7 @@ struct Floor {
 }
 
 impl Floor {
-    fn new(node: &AgentNode, cri: CriClient, image_id: String) -> Floor {
+    fn new(node: &Kedge, cri: CriClient, image_id: String) -> Floor {
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let seccomp_root = node
             .dir
@@ -799,7 +367,7 @@ impl Floor {
             anyhow::Ok(lat)
         }
         .await;
-        remove_sandboxes(&self.cri, |name| name.starts_with(FLOOR_PREFIX)).await;
+        remove_sandboxes(&self.cri, "agent", |name| name.starts_with(FLOOR_PREFIX)).await;
         result
     }
 }
@@ -854,7 +422,7 @@ struct Footprint {
 }
 
 async fn footprint(
-    node: &AgentNode,
+    node: &Kedge,
     pods: usize,
     settle_for: Duration,
     window: Duration,
@@ -1018,18 +586,18 @@ fn latency_rows(what: &str, how: &str, l: &Latency) -> Vec<Row> {
 
 // ---- cold start ----
 
-async fn cold_start_rows(plan: &Plan, images: &Path) -> Vec<Row> {
+async fn cold_start_rows(plan: &Plan, tarball: &Path) -> Vec<Row> {
     let (mut node_ready, mut containerd, mut first_pod, mut readyz) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..COLD_RUNS {
         let dir = plan.work.join(format!("agent-cold-{r}"));
-        let mut node = match AgentNode::spawn(plan, &dir, images) {
+        let mut node = match spawn_node(plan, &dir, tarball) {
             Ok(n) => n,
             Err(e) => return vec![Row::error("Cold start to Node Ready", &e)],
         };
         let run = cold_start_once(&mut node).await;
         let run = run.map_err(|e| node.explain(e));
-        node.shutdown().await;
+        node.shutdown(NS).await;
         drop(node);
         match run {
             Ok((api, ready, cd, pod)) => {
@@ -1085,20 +653,20 @@ async fn cold_start_rows(plan: &Plan, images: &Path) -> Vec<Row> {
 
 /// One cold start: (/readyz, Node Ready, containerd ready, first pod
 /// Running), ms from spawn.
-async fn cold_start_once(node: &mut AgentNode) -> Result<(f64, f64, Option<f64>, f64)> {
-    let api = ms(node.wait_readyz().await?);
+async fn cold_start_once(node: &mut Kedge) -> Result<(f64, f64, Option<f64>, f64)> {
+    let api = ms(node.wait_readyz(Duration::from_millis(5)).await?);
     let client = node.client().await?;
-    let ready = ms(node.wait_node_ready(&client).await?);
+    let ready = ms(node.wait_node_ready_watched(&client).await?);
     create_namespace(&client, NS).await?;
     wait_service_account(&client).await?;
     let mut watch = RunningWatch::open(&client, "cold").await?;
     let name = "cold-0".to_string();
-    create_pod(&client, &pod(&node.node, "cold", &name, false)).await?;
+    create_pod(&client, &pod(node.node_name(), "cold", &name, false)).await?;
     watch.wait(&client, std::slice::from_ref(&name)).await?;
     let running = watch
         .seen
         .get(&name)
-        .map_or(f64::NAN, |t| ms(t.duration_since(node.spawned)));
+        .map_or(f64::NAN, |t| ms(t.duration_since(node.spawned())));
     Ok((api, ready, node.containerd_ready().map(ms), running))
 }
 
@@ -1134,22 +702,22 @@ async fn wait_image(cri: &CriClient) -> Result<String> {
 
 // ---- the steady node ----
 
-async fn node_rows(plan: &Plan, images: &Path) -> Vec<Row> {
-    let mut node = match AgentNode::spawn(plan, &plan.work.join("agent-node"), images) {
+async fn node_rows(plan: &Plan, tarball: &Path) -> Vec<Row> {
+    let mut node = match spawn_node(plan, &plan.work.join("agent-node"), tarball) {
         Ok(n) => n,
         Err(e) => return vec![Row::error("Node agent (pods, footprint)", &e)],
     };
     let rows = node_rows_inner(plan, &mut node).await;
-    node.shutdown().await;
+    node.shutdown(NS).await;
     rows
 }
 
-async fn node_rows_inner(plan: &Plan, node: &mut AgentNode) -> Vec<Row> {
+async fn node_rows_inner(plan: &Plan, node: &mut Kedge) -> Vec<Row> {
     let settle_for = Duration::from_secs(if plan.quick { 5 } else { 10 });
     let prep = async {
-        node.wait_readyz().await?;
+        node.wait_readyz(Duration::from_millis(5)).await?;
         let client = node.client().await?;
-        node.wait_node_ready(&client).await?;
+        node.wait_node_ready_watched(&client).await?;
         let cri = node.cri().await?;
         let image = wait_image(&cri).await?;
         create_namespace(&client, NS).await?;
@@ -1206,9 +774,9 @@ async fn node_rows_inner(plan: &Plan, node: &mut AgentNode) -> Vec<Row> {
 
     // Footprint with 30 pods running.
     let f30 = async {
-        delete_all_pods(&client).await?;
+        delete_workloads(&client, NS).await?;
         wait_no_sandboxes(&cri).await?;
-        let (lat, _) = kedge_batch(&client, &node.node, "idle", IDLE_PODS).await?;
+        let (lat, _) = kedge_batch(&client, node.node_name(), "idle", IDLE_PODS).await?;
         anyhow::ensure!(
             lat.len() == IDLE_PODS,
             "{} of {IDLE_PODS} pods ran",
@@ -1246,7 +814,7 @@ async fn node_rows_inner(plan: &Plan, node: &mut AgentNode) -> Vec<Row> {
 }
 
 async fn latency(
-    node: &AgentNode,
+    node: &Kedge,
     client: &kube::Client,
     cri: &CriClient,
     image: String,
@@ -1254,14 +822,14 @@ async fn latency(
     let floor = Floor::new(node, cri.clone(), image);
     let pid = node.pid()?;
     let between = move || async move {
-        delete_all_pods(client).await?;
+        delete_workloads(client, NS).await?;
         wait_no_sandboxes(cri).await?;
         settle(pid).await
     };
 
     // One unmeasured pod each way first: first-use costs (CNI plugin
     // binaries, the bridge, the image's snapshot) are paid here.
-    let (_, template) = kedge_batch(client, &node.node, "warm", 1).await?;
+    let (_, template) = kedge_batch(client, node.node_name(), "warm", 1).await?;
     between().await?;
     floor.batch(&template, "warm", 1).await?;
     settle(pid).await?;
@@ -1276,22 +844,24 @@ async fn latency(
         for i in 0..SERIAL {
             for k in 0..3 {
                 match (i + k) % 3 {
-                    0 => k_serial
-                        .push(kedge_one(client, &mut plain, &node.node, "serial", i, false).await?),
+                    0 => k_serial.push(
+                        kedge_one(client, &mut plain, node.node_name(), "serial", i, false).await?,
+                    ),
                     1 => f_serial.push(
                         floor
                             .one(&template, &format!("{FLOOR_PREFIX}serial-{i}"))
                             .await?,
                     ),
-                    _ => k_token
-                        .push(kedge_one(client, &mut token, &node.node, "token", i, true).await?),
+                    _ => k_token.push(
+                        kedge_one(client, &mut token, node.node_name(), "token", i, true).await?,
+                    ),
                 }
             }
         }
         anyhow::Ok(())
     }
     .await;
-    remove_sandboxes(cri, |name| name.starts_with(FLOOR_PREFIX)).await;
+    remove_sandboxes(cri, "agent", |name| name.starts_with(FLOOR_PREFIX)).await;
     serial?;
     eprintln!(
         "[agent] {SERIAL} one at a time: p50 kedge {:.0} ms, floor {:.0} ms, kedge with token {:.0} ms",
@@ -1301,7 +871,7 @@ async fn latency(
     );
     between().await?;
 
-    let (k_burst, _) = kedge_batch(client, &node.node, "burst", BURST).await?;
+    let (k_burst, _) = kedge_batch(client, node.node_name(), "burst", BURST).await?;
     between().await?;
     let f_burst = floor.batch(&template, "burst", BURST).await?;
     eprintln!(

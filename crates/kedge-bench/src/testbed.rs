@@ -1,11 +1,11 @@
-//! What the `recovery` and `devices` sections stand on: `kedge server`
+//! What the `agent`, `recovery` and `devices` sections stand on: `kedge server`
 //! child processes started with extra flags (a control plane alone, or with
 //! its node agent on a private containerd), raw JSON requests, watch
 //! streams stamped on arrival, and simulated nodes (a Node object and a
 //! Lease renewed by the bench) with a bench-played kubelet that reports
 //! pods Running on the nodes that are alive.
 //!
-//! A real node's clean-up mirrors the agent section's: pods, ReplicaSets
+//! A real node's clean-up ([`Kedge::shutdown`]): pods, ReplicaSets
 //! and Deployments deleted through the API and waited for, left-over
 //! sandboxes removed through CRI, SIGTERM, then `kedge_kubelet::testing`
 //! kills what is left of that data dir's containerd, unmounts what is
@@ -34,6 +34,8 @@ pub const BUSYBOX: &str = "kedge.local/busybox:1.36";
 const TOKEN: &str = "kedge-bench-token";
 /// The Lease renewal interval of kedge's agent (and upstream's kubelet).
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How long a node's clean-up waits for its pods to go after their DELETE.
+const POD_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -165,9 +167,15 @@ impl WatchStream {
         };
         let sep = if collection.contains('?') { '&' } else { '?' };
         let path = format!("{collection}{sep}watch=1&resourceVersion={rv}&timeoutSeconds=3600");
+        WatchStream::watch(client, &path).await
+    }
+
+    /// Watches `path` as it is (a watch URL; without a resourceVersion the
+    /// server first sends the current objects as ADDED).
+    pub async fn watch(client: &kube::Client, path: &str) -> Result<WatchStream> {
         let req = http::Request::builder()
             .method("GET")
-            .uri(&path)
+            .uri(path)
             .body(kube::client::Body::empty())?;
         let resp = client
             .send(req)
@@ -212,6 +220,23 @@ impl WatchStream {
         }
     }
 
+    /// The next ADDED or MODIFIED object before `deadline`, with its
+    /// arrival; an error when the stream ends, `None` at the deadline.
+    pub async fn next_object_before(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<(Value, Instant)>> {
+        loop {
+            match self.next_before(deadline).await? {
+                Some((kind, obj, at)) if matches!(kind.as_str(), "ADDED" | "MODIFIED") => {
+                    return Ok(Some((obj, at)))
+                }
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
     /// Waits for an ADDED or MODIFIED object that satisfies `pred`; its
     /// arrival, or an error naming `what` after `timeout`.
     pub async fn wait_for(
@@ -223,14 +248,12 @@ impl WatchStream {
         let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
         loop {
-            match self.next_before(deadline).await? {
-                Some((kind, obj, at)) => {
-                    if matches!(kind.as_str(), "ADDED" | "MODIFIED") {
-                        if pred(&obj) {
-                            return Ok((obj, at));
-                        }
-                        last = obj;
+            match self.next_object_before(deadline).await? {
+                Some((obj, at)) => {
+                    if pred(&obj) {
+                        return Ok((obj, at));
                     }
+                    last = obj;
                 }
                 None => {
                     let status: String = last["status"].to_string().chars().take(500).collect();
@@ -265,6 +288,7 @@ pub struct Kedge {
     pub dir: PathBuf,
     port: u16,
     spawned: Instant,
+    spawned_wall: jiff::Timestamp,
     agent: Option<Agent>,
     /// `[tag]` for messages.
     tag: &'static str,
@@ -335,6 +359,19 @@ impl Kedge {
         let port = free_port()?;
         let mut cmd = Self::base_command(plan, dir, port)?;
         cmd.arg("--disable-agent").args(extra);
+        Self::start(plan, cmd, dir, port, None, tag)
+    }
+
+    /// Spawns `cmd`, noting when.
+    fn start(
+        plan: &Plan,
+        mut cmd: Command,
+        dir: &Path,
+        port: u16,
+        agent: Option<Agent>,
+        tag: &'static str,
+    ) -> Result<Kedge> {
+        let spawned_wall = jiff::Timestamp::now();
         let spawned = Instant::now();
         let child = cmd
             .spawn()
@@ -344,15 +381,18 @@ impl Kedge {
             dir: dir.to_path_buf(),
             port,
             spawned,
-            agent: None,
+            spawned_wall,
+            agent,
             tag,
         })
     }
 
     /// `kedge server <extra>` with its agent in a fresh `dir`: a private
     /// kubelet root dir, a test pod network (own bridge and /24, no
-    /// masquerade), the busybox tarball in the images dir (its mtime kept,
-    /// so the agent imports it at once).
+    /// masquerade), the busybox tarball in the images dir. The tarball keeps
+    /// its mtime: the agent skips files modified in the last seconds (they
+    /// may still be being written), and this one stands for a file put
+    /// there well before the start, imported at once.
     pub fn node(
         plan: &Plan,
         dir: &Path,
@@ -395,18 +435,7 @@ impl Kedge {
             .arg("--pod-logs-dir")
             .arg(dir.join("pod-logs"))
             .args(extra);
-        let spawned = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", plan.kedge.display()))?;
-        Ok(Kedge {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            port,
-            spawned,
-            agent: Some(Agent { node, bridge }),
-            tag,
-        })
+        Self::start(plan, cmd, dir, port, Some(Agent { node, bridge }), tag)
     }
 
     pub fn node_name(&self) -> &str {
@@ -426,8 +455,50 @@ impl Kedge {
         Some(format!("kedge exited with {status}: {}", self.log_tail()))
     }
 
+    /// When the child was spawned.
+    pub fn spawned(&self) -> Instant {
+        self.spawned
+    }
+
+    /// The kedge process's pid.
+    pub fn pid(&self) -> Result<u32> {
+        match &self.child {
+            Some(c) => Ok(c.id()),
+            None => bail!("the server was stopped"),
+        }
+    }
+
+    /// containerd's pid, from the pid file its supervisor writes.
+    pub fn containerd_pid(&self) -> Result<u32> {
+        let file = self.paths().pid_file;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} holds no pid", file.display()))
+    }
+
+    /// The shims of this node's containerd (their command line names its socket).
+    pub fn shim_pids(&self) -> Vec<u32> {
+        let socket = self.paths().socket;
+        let socket = socket.as_os_str().as_encoded_bytes();
+        kedge_kubelet::testing::pids()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    kedge_kubelet::testing::contains(&c, b"containerd-shim")
+                        && kedge_kubelet::testing::contains(&c, socket)
+                })
+            })
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let log = self.log();
         let start = log.len().saturating_sub(1500);
         log.get(start..).unwrap_or_default().to_string()
     }
@@ -440,9 +511,8 @@ impl Kedge {
         }
     }
 
-    /// Waits for `/readyz` (and, with an agent, the Node's Ready
-    /// condition); an admin client.
-    pub async fn ready(&mut self) -> Result<kube::Client> {
+    /// Polls `/readyz` every `poll`; the time from spawn to its first 200.
+    pub async fn wait_readyz(&mut self, poll: Duration) -> Result<Duration> {
         let probe = ReadyzProbe::new()?;
         let deadline = self.spawned + Duration::from_secs(30);
         loop {
@@ -450,13 +520,53 @@ impl Kedge {
                 bail!("{why}");
             }
             if let Ok(200) = probe.status(self.port).await {
-                break;
+                return Ok(self.spawned.elapsed());
             }
             if Instant::now() > deadline {
                 bail!("kedge not ready within 30 s: {}", self.log_tail());
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(poll).await;
         }
+    }
+
+    /// Waits for the Node's Ready condition on a watch; the time from spawn
+    /// to the event that showed it.
+    pub async fn wait_node_ready_watched(&mut self, client: &kube::Client) -> Result<Duration> {
+        let node = self.node_name().to_string();
+        let mut events =
+            WatchStream::watch(client, "/api/v1/nodes?watch=1&timeoutSeconds=120").await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match events.next_object_before(deadline).await {
+                Ok(Some((obj, at))) => {
+                    if name_of(&obj) == node && has_condition(&obj, "Ready", "True") {
+                        return Ok(at.duration_since(self.spawned));
+                    }
+                }
+                Ok(None) => bail!("node {node} not Ready within 60 s: {}", self.log_tail()),
+                Err(e) => return Err(e.context(format!("before {node} was Ready"))),
+            }
+        }
+    }
+
+    /// Spawn -> the agent's "container runtime is ready" log line (its
+    /// timestamp), if the log has it (it needs `--log-format json`).
+    pub fn containerd_ready(&self) -> Option<Duration> {
+        self.log().lines().find_map(|line| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            if v["fields"]["message"] != "container runtime is ready" {
+                return None;
+            }
+            let at: jiff::Timestamp = v["timestamp"].as_str()?.parse().ok()?;
+            let ns = at.as_nanosecond() - self.spawned_wall.as_nanosecond();
+            u64::try_from(ns).ok().map(Duration::from_nanos)
+        })
+    }
+
+    /// Waits for `/readyz` (and, with an agent, the Node's Ready
+    /// condition); an admin client.
+    pub async fn ready(&mut self) -> Result<kube::Client> {
+        self.wait_readyz(Duration::from_millis(10)).await?;
         let client = self.client().await?;
         if let Some(agent) = &self.agent {
             let path = format!("/api/v1/nodes/{}", agent.node);
@@ -508,7 +618,7 @@ impl Kedge {
                 }
             }
             if let Ok(cri) = self.cri().await {
-                remove_sandboxes(&cri, self.tag).await;
+                remove_sandboxes(&cri, self.tag, |_| true).await;
             }
         }
         if let Some(mut child) = self.child.take() {
@@ -558,7 +668,9 @@ fn terminate(child: &mut Child, tag: &str) {
     let _ = child.wait();
 }
 
-async fn delete_workloads(client: &kube::Client, ns: &str) -> Result<()> {
+/// Deletes the Deployments, ReplicaSets and pods of `ns` (there is no
+/// garbage collector to cascade) and waits until the pods are gone.
+pub async fn delete_workloads(client: &kube::Client, ns: &str) -> Result<()> {
     for collection in [
         format!("/apis/apps/v1/namespaces/{ns}/deployments"),
         format!("/apis/apps/v1/namespaces/{ns}/replicasets"),
@@ -574,7 +686,7 @@ async fn delete_workloads(client: &kube::Client, ns: &str) -> Result<()> {
         }
     }
     let pods = format!("/api/v1/namespaces/{ns}/pods");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + POD_DELETE_TIMEOUT;
     loop {
         let (status, list) = request(client, "GET", &pods, None, None).await?;
         let left = list["items"].as_array().map_or(0, Vec::len);
@@ -583,24 +695,28 @@ async fn delete_workloads(client: &kube::Client, ns: &str) -> Result<()> {
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{left} pods still there 60 s after their DELETE"
+            "{left} pods still there {POD_DELETE_TIMEOUT:?} after their DELETE"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// Stops and removes every sandbox; stopping runs the CNI DEL that frees
-/// the pod's address.
-async fn remove_sandboxes(cri: &CriClient, tag: &str) {
+/// Stops and removes the sandboxes `pick` chooses (by pod name); stopping
+/// runs the CNI DEL that frees the pod's address.
+pub async fn remove_sandboxes(cri: &CriClient, tag: &str, pick: impl Fn(&str) -> bool) {
     let Ok(list) = cri.list_pod_sandbox(None::<PodSandboxFilter>).await else {
         return;
     };
     for s in list {
+        let name = s.metadata.as_ref().map_or("", |m| m.name.as_str());
+        if !pick(name) {
+            continue;
+        }
         if let Err(e) = cri.stop_pod_sandbox(&s.id).await {
-            eprintln!("[{tag}] stopping sandbox {}: {e}", s.id);
+            eprintln!("[{tag}] stopping sandbox {name} ({}): {e}", s.id);
         }
         if let Err(e) = cri.remove_pod_sandbox(&s.id).await {
-            eprintln!("[{tag}] removing sandbox {}: {e}", s.id);
+            eprintln!("[{tag}] removing sandbox {name} ({}): {e}", s.id);
         }
     }
 }

@@ -20,15 +20,16 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
 
 use self::schedule::Schedule;
-use crate::job::pod_state as ps;
+use crate::util::pods as podutil;
+use crate::util::workload::{error_policy, Context, Error, ObjectSync};
 
 /// The annotation with the Job's scheduled time (RFC 3339, in the
 /// CronJob's time zone, UTC when it has none).
@@ -36,33 +37,9 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 /// Upstream gives up listing missed start times past this many.
 const TOO_MANY_MISSED: u32 = 100;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cronjob {name}: {source}")]
-    Api {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the CronJob controller (until its task is aborted).
 pub async fn run(client: Client) {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "cronjob-controller".into(),
-                instance: None,
-            },
-        ),
-    });
+    let ctx = Context::new(client.clone(), "cronjob-controller");
     Controller::new(
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
@@ -71,11 +48,6 @@ pub async fn run(client: Client) {
     .run(reconcile, error_policy, ctx)
     .for_each(|_| async {})
     .await;
-}
-
-fn error_policy(_cj: Arc<CronJob>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %err, "cronjob sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
 }
 
 fn finished_condition(job: &Job) -> Option<&str> {
@@ -179,7 +151,7 @@ pub fn job_from_template(cj: &CronJob, scheduled: Timestamp) -> Value {
             "name": format!("{}-{}", cj.name_any(), time_hash_in_minutes(scheduled)),
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [ps::controller_ref(cj)],
+            "ownerReferences": [podutil::controller_ref_to(cj)],
         },
         "spec": tpl.and_then(|t| t.spec.as_ref()).map(|s| serde_json::to_value(s).unwrap_or(Value::Null)).unwrap_or_else(|| json!({})),
     })
@@ -197,28 +169,11 @@ fn job_ref(job: &Job) -> ObjectReference {
     }
 }
 
-struct Sync<'a> {
-    ctx: &'a Ctx,
-    cj: CronJob,
-    name: String,
-    ns: String,
-}
+type Sync<'a> = ObjectSync<'a, CronJob>;
 
 impl Sync<'_> {
-    fn err(&self) -> impl Fn(kube::Error) -> Error + '_ {
-        move |source| Error::Api {
-            name: format!("{}/{}", self.ns, self.name),
-            source,
-        }
-    }
-
-    async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let object = self.cj.object_ref(&());
-        crate::util::events::record(&self.ctx.recorder, &object, type_, reason, note).await;
-    }
-
     fn jobs_api(&self) -> Api<Job> {
-        Api::namespaced(self.ctx.client.clone(), &self.ns)
+        self.api()
     }
 
     async fn delete_job(&self, name: &str) -> bool {
@@ -226,57 +181,21 @@ impl Sync<'_> {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match self.jobs_api().delete(name, &dp).await {
-            Ok(_) => {
-                self.event(
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted job {name}"),
-                )
-                .await;
-                true
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => true,
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "FailedDelete",
-                    format!("Deleted job: {e}"),
-                )
-                .await;
-                false
-            }
-        }
+        self.delete_recorded::<Job>(name, &dp, format!("Deleted job {name}"), |e| {
+            format!("Deleted job: {e}")
+        })
+        .await
+        .is_ok()
     }
 }
 
-async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let ns = cached.namespace().unwrap_or_default();
-    let name = cached.name_any();
-    let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let cj = match api.get_opt(&name).await {
-        Ok(Some(cj)) => cj,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(source) => return Err(Error::Api { name, source }),
+async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(s) = ObjectSync::fetch(&ctx, cached.as_ref()).await? else {
+        return Ok(Action::await_change());
     };
-    let s = Sync {
-        ctx: &ctx,
-        cj,
-        name,
-        ns,
-    };
-    let uid = s.cj.metadata.uid.clone().unwrap_or_default();
-    let jobs: Vec<Job> = s
-        .jobs_api()
-        .list(&ListParams::default())
-        .await
-        .map_err(s.err())?
-        .items
-        .into_iter()
-        .filter(|j| ps::controlled_by(&j.metadata, &uid))
-        .collect();
+    let jobs: Vec<Job> = s.list_controlled("").await?;
     let now = Timestamp::now();
-    let mut status = s.cj.status.clone().unwrap_or_default();
+    let mut status = s.obj.status.clone().unwrap_or_default();
     let old_status = status.clone();
     let mut active = status.active.clone().unwrap_or_default();
 
@@ -340,23 +259,24 @@ async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
     }
     active = kept;
 
-    let spec = s.cj.spec.clone().unwrap_or_default();
+    let spec = s.obj.spec.clone().unwrap_or_default();
     let mut requeue = None;
-    if s.cj.metadata.deletion_timestamp.is_none() && spec.suspend != Some(true) {
+    if s.obj.metadata.deletion_timestamp.is_none() && spec.suspend != Some(true) {
         requeue = schedule_next(&s, &spec, &mut status, &mut active, now).await?;
     }
     status.active = Some(active.clone());
     cleanup_finished_jobs(&s, &spec, &jobs).await;
     if status != old_status {
         let patch = json!({
-            "metadata": {"resourceVersion": s.cj.metadata.resource_version},
+            "metadata": {"resourceVersion": s.obj.metadata.resource_version},
             "status": {
                 "active": status.active,
                 "lastScheduleTime": status.last_schedule_time,
                 "lastSuccessfulTime": status.last_successful_time,
             }
         });
-        match api
+        match s
+            .api::<CronJob>()
             .patch_status(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
@@ -367,10 +287,7 @@ async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
             Err(e) => return Err(s.err()(e)),
         }
     }
-    Ok(match requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// The part of upstream's `syncCronJob` that starts a Job when one is due.
@@ -410,7 +327,7 @@ async fn schedule_next(
         }
     };
     // With status.lastScheduleTime fresh from this sync.
-    let mut view = s.cj.clone();
+    let mut view = s.obj.clone();
     view.status = Some(status.clone());
     let earliest = earliest_time(&view, now);
     let (most_recent, missed) = if earliest > now {
@@ -484,7 +401,7 @@ async fn schedule_next(
         }
         *active = left;
     }
-    let job: Job = match serde_json::from_value(job_from_template(&s.cj, scheduled)) {
+    let job: Job = match serde_json::from_value(job_from_template(&s.obj, scheduled)) {
         Ok(j) => j,
         Err(e) => {
             s.event(
@@ -510,8 +427,7 @@ async fn schedule_next(
             // Created before (a crash between create and status write):
             // adopt it if it is ours and still running.
             if let Some(j) = s.jobs_api().get_opt(&job_name).await.map_err(s.err())? {
-                let ours =
-                    ps::controlled_by(&j.metadata, s.cj.metadata.uid.as_deref().unwrap_or(""));
+                let ours = podutil::controlled_by(&j.metadata, s.uid());
                 if ours
                     && finished_condition(&j).is_none()
                     && !active.iter().any(|r| r.uid == j.metadata.uid)

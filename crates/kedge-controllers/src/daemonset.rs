@@ -20,48 +20,29 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use self::history::REVISION_HASH_LABEL;
 use crate::job::pod_state as ps;
+use crate::util::pods::{self as podutil, PodName};
+use crate::util::selector::label_selector_query;
+use crate::util::workload::{
+    error_policy, requeue_on_conflict, requeue_sooner, Context, Error, ObjectSync,
+};
 
 /// The deprecated template generation annotation and its pod label.
 const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
 const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("daemonset {name}: {source}")]
-    Api {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the DaemonSet controller (until its task is aborted).
 pub async fn run(client: Client) {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "daemonset-controller".into(),
-                instance: None,
-            },
-        ),
-    });
+    let ctx = Context::new(client.clone(), "daemonset-controller");
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
@@ -89,11 +70,6 @@ pub async fn run(client: Client) {
         .await;
 }
 
-fn error_policy(_ds: Arc<DaemonSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %err, "daemonset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Upstream's `GetScaledValueFromIntOrPercent(v, total, roundUp=true)`.
 pub fn scaled(v: Option<&IntOrString>, total: i32, default: i32) -> i32 {
     match v {
@@ -112,78 +88,43 @@ fn pod_hash(pod: &Pod) -> Option<&str> {
     pod.labels().get(REVISION_HASH_LABEL).map(String::as_str)
 }
 
-struct Sync<'a> {
-    ctx: &'a Ctx,
-    ds: DaemonSet,
-    name: String,
-    ns: String,
-}
+type Sync<'a> = ObjectSync<'a, DaemonSet>;
 
 impl Sync<'_> {
-    fn err(&self) -> impl Fn(kube::Error) -> Error + '_ {
-        move |source| Error::Api {
-            name: format!("{}/{}", self.ns, self.name),
-            source,
-        }
-    }
-
-    async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let object = self.ds.object_ref(&());
-        crate::util::events::record(&self.ctx.recorder, &object, type_, reason, note).await;
-    }
-
     fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.ctx.client.clone(), &self.ns)
+        self.api()
     }
 
     async fn delete_pod(&self, pod: &Pod) -> Result<(), kube::Error> {
-        match self
-            .pods()
-            .delete(&pod.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {
-                self.event(
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", pod.name_any()),
-                )
-                .await;
-                Ok(())
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "FailedDelete",
-                    format!("Error deleting: {e}"),
-                )
-                .await;
-                Err(e)
-            }
-        }
+        let name = pod.name_any();
+        self.delete_recorded::<Pod>(
+            &name,
+            &DeleteParams::default(),
+            format!("Deleted pod: {name}"),
+            |e| format!("Error deleting: {e}"),
+        )
+        .await
     }
 
     async fn create_pod(&self, node: &str, hash: &str) -> Result<(), kube::Error> {
-        let Some(spec) = self.ds.spec.as_ref() else {
+        let Some(spec) = self.obj.spec.as_ref() else {
             return Ok(());
         };
         let mut tpl = spec.template.clone();
         let meta = tpl.metadata.get_or_insert_with(Default::default);
         let labels = meta.labels.get_or_insert_with(BTreeMap::new);
         labels.insert(REVISION_HASH_LABEL.into(), hash.into());
-        if let Some(g) = self.ds.annotations().get(TEMPLATE_GENERATION_ANNOTATION) {
+        if let Some(g) = self.obj.annotations().get(TEMPLATE_GENERATION_ANNOTATION) {
             labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.clone());
         }
         if let Some(ps) = tpl.spec.as_mut() {
             placement::add_default_tolerations(ps);
             placement::pin_to_node(ps, node);
         }
-        let raw = ps::pod_from_template(
+        let raw = podutil::pod_from_typed_template(
             &tpl,
-            ps::controller_ref(&self.ds),
-            None,
-            Some(&format!("{}-", self.name)),
+            &podutil::controller_ref_to(&self.obj),
+            PodName::Generate(&podutil::generate_name_prefix(&self.name)),
         );
         let pod: Pod = serde_json::from_value(raw).map_err(kube::Error::SerdeError)?;
         match self.pods().create(&PostParams::default(), &pod).await {
@@ -209,77 +150,34 @@ impl Sync<'_> {
     }
 }
 
-async fn reconcile(cached: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let ns = cached.namespace().unwrap_or_default();
-    let name = cached.name_any();
-    let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let ds = match api.get_opt(&name).await {
-        Ok(Some(ds)) => ds,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(source) => return Err(Error::Api { name, source }),
-    };
-    if ds.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let s = Sync {
-        ctx: &ctx,
-        ds,
-        name,
-        ns,
-    };
-    match sync(&s, &api).await {
-        Ok(a) => Ok(a),
-        Err(Error::Api {
-            source: kube::Error::Api(e),
-            ..
-        }) if e.code == 409 => Ok(Action::requeue(Duration::from_millis(100))),
-        Err(e) => Err(e),
+async fn reconcile(cached: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match ObjectSync::fetch(&ctx, cached.as_ref()).await? {
+        Some(s) if s.obj.metadata.deletion_timestamp.is_none() => {
+            requeue_on_conflict(sync(&s).await)
+        }
+        _ => Ok(Action::await_change()),
     }
 }
 
-async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
-    let Some(spec) = s.ds.spec.clone() else {
+async fn sync(s: &Sync<'_>) -> Result<Action, Error> {
+    let Some(spec) = s.obj.spec.clone() else {
         return Ok(Action::await_change());
     };
-    let uid = s.ds.metadata.uid.clone().unwrap_or_default();
     let now = Timestamp::now();
     let nodes: Vec<Node> = Api::<Node>::all(s.ctx.client.clone())
         .list(&ListParams::default())
         .await
         .map_err(s.err())?
         .items;
-    let selector = ps::selector_string(&spec.selector).unwrap_or_default();
-    let pods: Vec<Pod> = s
-        .pods()
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(s.err())?
-        .items
-        .into_iter()
-        .filter(|p| ps::controlled_by(&p.metadata, &uid))
-        .collect();
+    let selector = label_selector_query(&spec.selector).unwrap_or_default();
+    let pods: Vec<Pod> = s.list_controlled(&selector).await?;
 
     // History: the current revision and its hash.
-    let cr_api: Api<ControllerRevision> = Api::namespaced(s.ctx.client.clone(), &s.ns);
-    let revs = history::list(&cr_api, &uid).await.map_err(s.err())?;
-    let collision = s.ds.status.as_ref().and_then(|st| st.collision_count);
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let cur = history::ensure(
-        &cr_api,
-        &s.name,
-        ps::controller_ref(&s.ds),
-        labels,
-        history::template_patch(&spec.template),
-        collision,
-        revs,
-    )
-    .await
-    .map_err(s.err())?;
+    let cr_api: Api<ControllerRevision> = s.api();
+    let collision = s.obj.status.as_ref().and_then(|st| st.collision_count);
+    let cur = history::current_for(&cr_api, &s.obj, &spec.template, collision)
+        .await
+        .map_err(s.err())?;
     let hash = cur
         .revision
         .labels()
@@ -326,10 +224,10 @@ async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
         if keep {
             let mut running = Vec::new();
             for p in on_node {
-                if ps::is_terminating(p) {
+                if podutil::is_pod_terminating(p) {
                     continue;
                 }
-                if ps::phase(p) == "Failed" {
+                if podutil::phase(p) == "Failed" {
                     s.event(
                         EventType::Warning,
                         "FailedDaemonPod",
@@ -362,7 +260,11 @@ async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
                 to_delete.extend(running.drain(1..));
             }
         } else {
-            to_delete.extend(on_node.into_iter().filter(|p| !ps::is_terminating(p)));
+            to_delete.extend(
+                on_node
+                    .into_iter()
+                    .filter(|p| !podutil::is_pod_terminating(p)),
+            );
         }
     }
     // Pods meant for nodes that do not exist and never got scheduled.
@@ -374,7 +276,7 @@ async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
                     .as_ref()
                     .and_then(|s| s.node_name.as_deref())
                     .is_none_or(str::is_empty)
-                    && !ps::is_terminating(p)
+                    && !podutil::is_pod_terminating(p)
             }));
         }
     }
@@ -425,15 +327,7 @@ async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
     }
 
     // Status from fresh pods.
-    let pods: Vec<Pod> = s
-        .pods()
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(s.err())?
-        .items
-        .into_iter()
-        .filter(|p| ps::controlled_by(&p.metadata, &uid))
-        .collect();
+    let pods: Vec<Pod> = s.list_controlled(&selector).await?;
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for p in &pods {
         if let Some(n) = p.spec.as_ref().and_then(placement::target_node) {
@@ -454,14 +348,12 @@ async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
         let mut list = list.clone();
         list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
         let pod = list[0];
-        if ps::is_ready(pod) {
+        if podutil::is_pod_ready(pod) {
             ready += 1;
             if ps::is_available(pod, min_ready, now) {
                 available += 1;
-            } else if let Some(Some(since)) = ps::ready_since(pod) {
-                let left = since.as_second() + i64::from(min_ready) - now.as_second();
-                let d = Duration::from_secs(left.max(0) as u64 + 1);
-                requeue = Some(requeue.map_or(d, |r| r.min(d)));
+            } else if let Some(d) = ps::recheck_availability_in(pod, min_ready, now) {
+                requeue_sooner(&mut requeue, d);
             }
         }
         if list.iter().any(|p| pod_hash(p) == Some(&hash)) {
@@ -476,33 +368,17 @@ async fn sync(s: &Sync<'_>, api: &Api<DaemonSet>) -> Result<Action, Error> {
         "numberAvailable": available,
         "numberUnavailable": desired - available,
         "updatedNumberScheduled": updated,
-        "observedGeneration": s.ds.metadata.generation,
+        "observedGeneration": s.obj.metadata.generation,
     });
     if let Some(c) = cur.collision_count {
         status["collisionCount"] = json!(c);
     }
-    let old = serde_json::to_value(s.ds.status.clone().unwrap_or_default()).unwrap_or_default();
-    let changed = status
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(k, v)| old.get(k).unwrap_or(&json!(0)) != v);
-    if changed {
-        let patch = json!({
-            "metadata": {"resourceVersion": s.ds.metadata.resource_version},
-            "status": status,
-        });
-        api.patch_status(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(s.err())?;
-    }
+    let old = serde_json::to_value(s.obj.status.clone().unwrap_or_default()).unwrap_or_default();
+    s.patch_status_if_changed(&old, status).await?;
     if let Some(e) = first_err {
         return Err(s.err()(e));
     }
-    Ok(match requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Upstream's `rollingUpdate`: replace old pods node by node within
@@ -528,7 +404,7 @@ async fn rolling_update(
     } else {
         max_surge = 0;
     }
-    let spec = s.ds.spec.as_ref()?;
+    let spec = s.obj.spec.as_ref()?;
     let mut unavailable = 0;
     let mut candidates: Vec<&Pod> = Vec::new();
     let mut surge_candidates: Vec<String> = Vec::new();
@@ -544,7 +420,7 @@ async fn rolling_update(
             .into_iter()
             .flatten()
             .copied()
-            .filter(|p| !ps::is_terminating(p))
+            .filter(|p| !podutil::is_pod_terminating(p))
             .collect();
         let new = list.iter().find(|p| pod_hash(p) == Some(hash)).copied();
         let old = list.iter().find(|p| pod_hash(p) != Some(hash)).copied();

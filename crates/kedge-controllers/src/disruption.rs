@@ -22,7 +22,8 @@ use kube::runtime::watcher;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::endpoints::{informer, is_pod_ready};
+use crate::util::informer;
+use crate::util::pods::is_pod_ready;
 
 /// How long an eviction's entry in `disruptedPods` waits for the pod's
 /// deletion (upstream's `DeletionTimeout`).

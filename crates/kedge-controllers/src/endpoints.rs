@@ -12,8 +12,6 @@
 //! selector (such as `default/kubernetes`, kept by the API server) are left
 //! alone.
 
-pub(crate) mod informer;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -31,6 +29,8 @@ use kube::runtime::watcher;
 use tokio::time::Instant;
 
 use crate::endpointslice;
+use crate::util::informer;
+use crate::util::pods::{is_pod_ready, phase};
 
 /// Label upstream (1.33) puts on the Endpoints its controller manages.
 pub const ENDPOINTS_MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
@@ -72,21 +72,6 @@ pub(crate) fn api_err(
         name,
         source,
     }
-}
-
-/// Upstream's `podutil.IsPodReady`.
-pub(crate) fn is_pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
 }
 
 /// Upstream's `endpointsliceutil.ShouldPodBeInEndpoints`.

@@ -25,9 +25,10 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::endpoints::{
-    api_err, find_port, hostname_for, is_headless, is_pod_ready, pod_ip_for, pod_ref,
-    should_pod_be_in_endpoints, Caches, EndpointsError, PortKey, Result, HEADLESS_LABEL,
+    api_err, find_port, hostname_for, is_headless, pod_ip_for, pod_ref, should_pod_be_in_endpoints,
+    Caches, EndpointsError, PortKey, Result, HEADLESS_LABEL,
 };
+use crate::util::pods::is_pod_ready;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";

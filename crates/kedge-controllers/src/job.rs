@@ -35,6 +35,8 @@ use serde_json::{json, Value};
 
 use self::pod_state as ps;
 use self::policy::{BackoffRecord, FailureAction, IndexSet};
+use crate::util::pods::{self as podutil, PodName};
+use crate::util::selector::label_selector_query;
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -298,13 +300,13 @@ impl Sync<'_> {
 
     /// Upstream's `isPodFailed`.
     fn is_pod_failed(&self, pod: &Pod) -> bool {
-        if ps::phase(pod) == "Failed" {
+        if podutil::phase(pod) == "Failed" {
             return true;
         }
         if self.only_replace_failed {
             return false;
         }
-        ps::is_terminating(pod) && ps::phase(pod) != "Succeeded"
+        podutil::is_pod_terminating(pod) && podutil::phase(pod) != "Succeeded"
     }
 
     fn valid_index(&self, pod: &Pod) -> Option<i32> {
@@ -416,7 +418,7 @@ impl Sync<'_> {
             match r {
                 Ok(()) => {
                     n += 1;
-                    if ps::is_ready(p) {
+                    if podutil::is_pod_ready(p) {
                         ready += 1;
                     }
                 }
@@ -433,7 +435,7 @@ impl Sync<'_> {
             match self.delete_pod(p).await {
                 Ok(()) => {
                     n += 1;
-                    if ps::is_ready(p) {
+                    if podutil::is_pod_ready(p) {
                         ready += 1;
                     }
                 }
@@ -463,7 +465,7 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let Some(selector) = spec.selector.as_ref().and_then(ps::selector_string) else {
+    let Some(selector) = spec.selector.as_ref().and_then(label_selector_query) else {
         tracing::warn!(error = %Error::Invalid(name, "invalid selector".into()), "skipping job");
         return Ok(Action::await_change());
     };
@@ -474,7 +476,7 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         .map_err(api_err(&name))?
         .items
         .into_iter()
-        .filter(|p| ps::controlled_by(&p.metadata, &uid))
+        .filter(|p| podutil::controlled_by(&p.metadata, &uid))
         .collect();
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
     let only_replace_failed = spec.pod_replacement_policy.as_deref() == Some("Failed")
@@ -540,13 +542,19 @@ async fn sync_job(s: &mut Sync<'_>) -> Result<()> {
     let uid_of = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
 
     let all_pods = Arc::clone(&s.pods);
-    let active_pods: Vec<&Pod> = all_pods.iter().filter(|p| ps::is_active(p)).collect();
+    let active_pods: Vec<&Pod> = all_pods
+        .iter()
+        .filter(|p| podutil::is_pod_active(p))
+        .collect();
     let mut terminating = s
         .pods
         .iter()
-        .filter(|p| ps::is_terminating(p) && !ps::is_terminal(p))
+        .filter(|p| podutil::is_pod_terminating(p) && !podutil::is_pod_terminal(p))
         .count() as i32;
-    let mut ready = active_pods.iter().filter(|p| ps::is_ready(p)).count() as i32;
+    let mut ready = active_pods
+        .iter()
+        .filter(|p| podutil::is_pod_ready(p))
+        .count() as i32;
     let mut active = active_pods.len() as i32;
 
     // Newly finished pods: still holding the finalizer, not yet uncounted.
@@ -556,7 +564,7 @@ async fn sync_job(s: &mut Sync<'_>) -> Result<()> {
     let new_succeeded: Vec<&Pod> = s
         .pods
         .iter()
-        .filter(|p| valid(p, &unc_succ) && ps::phase(p) == "Succeeded")
+        .filter(|p| valid(p, &unc_succ) && podutil::phase(p) == "Succeeded")
         .collect();
     let new_failed: Vec<&Pod> = s
         .pods
@@ -670,7 +678,7 @@ async fn sync_job(s: &mut Sync<'_>) -> Result<()> {
         succeeded_indexes.insert_all(
             s.pods
                 .iter()
-                .filter(|p| ps::phase(p) == "Succeeded" && has_finalizer(p))
+                .filter(|p| podutil::phase(p) == "Succeeded" && has_finalizer(p))
                 .filter_map(|p| s.valid_index(p)),
         );
         succeeded = succeeded_indexes.total();
@@ -821,7 +829,7 @@ fn past_backoff_limit_on_failure(
     }
     let restarts: i32 = pods
         .iter()
-        .filter(|p| matches!(ps::phase(p), "Running" | "Pending"))
+        .filter(|p| matches!(podutil::phase(p), "Running" | "Pending"))
         .filter_map(|p| p.status.as_ref())
         .flat_map(|s| {
             s.init_container_statuses
@@ -1019,7 +1027,7 @@ async fn manage_job(
     if s.indexed {
         add_completion_index_env(&mut template);
     }
-    let owner = ps::controller_ref(&s.job);
+    let owner = podutil::controller_ref_to(&s.job);
     let pods_api = s.pods_api();
     let mut err = None;
     let mut created = 0;
@@ -1072,7 +1080,8 @@ async fn manage_job(
                 }
                 None => format!("{}-", s.name),
             };
-            let pod = ps::pod_from_template(&tpl, owner.clone(), None, Some(&generate_name));
+            let pod =
+                podutil::pod_from_typed_template(&tpl, &owner, PodName::Generate(&generate_name));
             let pod: Pod = match serde_json::from_value(pod) {
                 Ok(p) => p,
                 Err(e) => {
@@ -1193,13 +1202,13 @@ async fn track_and_remove_finalizers(
             continue;
         }
         let failed = s.is_pod_failed(pod);
-        let can_remove = finished_cond.is_some() || ps::phase(pod) == "Succeeded" || failed;
+        let can_remove = finished_cond.is_some() || podutil::phase(pod) == "Succeeded" || failed;
         if !can_remove {
             continue;
         }
         to_remove.push(pod);
         let uid = uid_of(pod);
-        if ps::phase(pod) == "Succeeded" && !unc_fail.contains(&uid) {
+        if podutil::phase(pod) == "Succeeded" && !unc_fail.contains(&uid) {
             if s.indexed {
                 if let Some(ix) = s.valid_index(pod) {
                     if !prev_succeeded_indexes.has(ix) {

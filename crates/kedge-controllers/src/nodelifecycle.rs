@@ -42,7 +42,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::endpoints::informer;
+use crate::util::informer;
 
 /// kedge's `--node-monitor-grace-period` default (upstream: 40 s).
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: Duration = Duration::from_secs(15);
@@ -235,7 +235,7 @@ impl NodeLifecycle {
     async fn mark_pods_not_ready(&self, caches: &Caches, node: &str) {
         let pods = caches.pods.state_filter(|p| {
             p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-                && crate::endpoints::is_pod_ready(p)
+                && crate::util::pods::is_pod_ready(p)
         });
         for pod in pods {
             let (ns, name) = informer::key_of(pod.as_ref());

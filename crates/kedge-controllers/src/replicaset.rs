@@ -26,7 +26,7 @@ use crate::util::expectations::Expectations;
 use crate::util::informer::{self, Cache, Change};
 use crate::util::pods::{
     controller_ref, generate_name_prefix, is_pod_active, is_pod_available, is_pod_ready, labels,
-    new_controller_ref, pod_from_template, pod_key, pods_to_delete, until_available,
+    new_controller_ref, pod_from_template, pod_key, pods_to_delete, until_available, PodName,
 };
 use crate::util::queue::WorkQueue;
 use crate::util::raw::{self, PatchType};
@@ -854,7 +854,7 @@ impl Controller {
         let pod = pod_from_template(
             &owner.template,
             controller,
-            &generate_name_prefix(&owner.name),
+            PodName::Generate(&generate_name_prefix(&owner.name)),
         );
         let collection = raw::collection_path("v1", "pods", &owner.namespace);
         let mut remaining = count;

@@ -21,46 +21,27 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::daemonset::history::{self, REVISION_HASH_LABEL};
 use crate::job::pod_state as ps;
+use crate::util::pods::{self as podutil, PodName};
+use crate::util::selector::label_selector_query;
+use crate::util::workload::{
+    error_policy, requeue_on_conflict, requeue_sooner, Context, Error, ObjectSync,
+};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("statefulset {name}: {source}")]
-    Api {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the StatefulSet controller (until its task is aborted).
 pub async fn run(client: Client) {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "statefulset-controller".into(),
-                instance: None,
-            },
-        ),
-    });
+    let ctx = Context::new(client.clone(), "statefulset-controller");
     Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
@@ -73,11 +54,6 @@ pub async fn run(client: Client) {
     .run(reconcile, error_policy, ctx)
     .for_each(|_| async {})
     .await;
-}
-
-fn error_policy(_s: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %err, "statefulset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
 }
 
 /// The ordinal of `<set>-<n>`, if the name is one of the set's.
@@ -156,7 +132,11 @@ pub fn new_pod(
             ps.volumes = None;
         }
     }
-    ps::pod_from_template(&tpl, ps::controller_ref(set), Some(&pod_name), None)
+    podutil::pod_from_typed_template(
+        &tpl,
+        &podutil::controller_ref_to(set),
+        PodName::Fixed(&pod_name),
+    )
 }
 
 fn revision_of(pod: &Pod) -> &str {
@@ -167,11 +147,13 @@ fn revision_of(pod: &Pod) -> &str {
 }
 
 fn running_and_ready(pod: &Pod) -> bool {
-    ps::phase(pod) == "Running" && ps::is_ready(pod)
+    podutil::phase(pod) == "Running" && podutil::is_pod_ready(pod)
 }
 
 fn healthy(pod: &Pod, min_ready: i32, now: Timestamp) -> bool {
-    running_and_ready(pod) && !ps::is_terminating(pod) && ps::is_available(pod, min_ready, now)
+    running_and_ready(pod)
+        && !podutil::is_pod_terminating(pod)
+        && ps::is_available(pod, min_ready, now)
 }
 
 /// The template a revision stores.
@@ -183,37 +165,20 @@ fn template_of(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
     serde_json::from_value(t).ok()
 }
 
-struct Sync<'a> {
-    ctx: &'a Ctx,
-    set: StatefulSet,
-    name: String,
-    ns: String,
-}
+type Sync<'a> = ObjectSync<'a, StatefulSet>;
 
 impl Sync<'_> {
-    fn err(&self) -> impl Fn(kube::Error) -> Error + '_ {
-        move |source| Error::Api {
-            name: format!("{}/{}", self.ns, self.name),
-            source,
-        }
-    }
-
-    async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let object = self.set.object_ref(&());
-        crate::util::events::record(&self.ctx.recorder, &object, type_, reason, note).await;
-    }
-
     fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.ctx.client.clone(), &self.ns)
+        self.api()
     }
 
     fn claims(&self) -> Api<PersistentVolumeClaim> {
-        Api::namespaced(self.ctx.client.clone(), &self.ns)
+        self.api()
     }
 
     fn retention(&self) -> (String, String) {
         let p = self
-            .set
+            .obj
             .spec
             .as_ref()
             .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
@@ -227,7 +192,7 @@ impl Sync<'_> {
 
     /// Creates the ordinal's missing claims (upstream `createPersistentVolumeClaims`).
     async fn create_claims(&self, ordinal: i32) -> Result<(), kube::Error> {
-        let spec = self.set.spec.clone().unwrap_or_default();
+        let spec = self.obj.spec.clone().unwrap_or_default();
         let match_labels = spec.selector.match_labels.clone().unwrap_or_default();
         let (when_deleted, _) = self.retention();
         for tpl in spec.volume_claim_templates.iter().flatten() {
@@ -285,7 +250,7 @@ impl Sync<'_> {
 
     /// The set as a (non-controller) owner of its claims.
     fn set_ref(&self) -> OwnerReference {
-        let mut r = ps::controller_ref(&self.set);
+        let mut r = podutil::controller_ref_to(&self.obj);
         r.controller = None;
         r.block_owner_deletion = None;
         r
@@ -300,9 +265,9 @@ impl Sync<'_> {
         pod: Option<&Pod>,
         condemned: bool,
     ) -> Result<(), kube::Error> {
-        let spec = self.set.spec.clone().unwrap_or_default();
+        let spec = self.obj.spec.clone().unwrap_or_default();
         let (when_deleted, when_scaled) = self.retention();
-        let set_uid = self.set.metadata.uid.clone().unwrap_or_default();
+        let set_uid = self.obj.metadata.uid.clone().unwrap_or_default();
         for tpl in spec.volume_claim_templates.iter().flatten() {
             let cname = claim_name(
                 tpl.metadata.name.as_deref().unwrap_or(""),
@@ -382,97 +347,43 @@ impl Sync<'_> {
     }
 
     async fn delete_pod(&self, pod: &Pod) -> Result<(), kube::Error> {
-        match self
-            .pods()
-            .delete(&pod.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {
-                self.event(
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!(
-                        "delete Pod {} in StatefulSet {} successful",
-                        pod.name_any(),
-                        self.name
-                    ),
+        let name = pod.name_any();
+        self.delete_recorded::<Pod>(
+            &name,
+            &DeleteParams::default(),
+            format!("delete Pod {name} in StatefulSet {} successful", self.name),
+            |e| {
+                format!(
+                    "delete Pod {name} in StatefulSet {} failed error: {e}",
+                    self.name
                 )
-                .await;
-                Ok(())
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "FailedDelete",
-                    format!(
-                        "delete Pod {} in StatefulSet {} failed error: {e}",
-                        pod.name_any(),
-                        self.name
-                    ),
-                )
-                .await;
-                Err(e)
-            }
+            },
+        )
+        .await
+    }
+}
+
+async fn reconcile(cached: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match ObjectSync::fetch(&ctx, cached.as_ref()).await? {
+        Some(s) if s.obj.metadata.deletion_timestamp.is_none() => {
+            requeue_on_conflict(sync(&s).await)
         }
+        _ => Ok(Action::await_change()),
     }
 }
 
-async fn reconcile(cached: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let ns = cached.namespace().unwrap_or_default();
-    let name = cached.name_any();
-    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let set = match api.get_opt(&name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(source) => return Err(Error::Api { name, source }),
-    };
-    if set.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let s = Sync {
-        ctx: &ctx,
-        set,
-        name,
-        ns,
-    };
-    match sync(&s, &api).await {
-        Err(Error::Api {
-            source: kube::Error::Api(e),
-            ..
-        }) if e.code == 409 => Ok(Action::requeue(Duration::from_millis(100))),
-        r => r,
-    }
-}
-
-async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
-    let Some(spec) = s.set.spec.clone() else {
+async fn sync(s: &Sync<'_>) -> Result<Action, Error> {
+    let Some(spec) = s.obj.spec.clone() else {
         return Ok(Action::await_change());
     };
-    let uid = s.set.metadata.uid.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let status = s.set.status.clone().unwrap_or_default();
+    let status = s.obj.status.clone().unwrap_or_default();
 
     // Revisions.
-    let cr_api: Api<ControllerRevision> = Api::namespaced(s.ctx.client.clone(), &s.ns);
-    let revs = history::list(&cr_api, &uid).await.map_err(s.err())?;
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let cur = history::ensure(
-        &cr_api,
-        &s.name,
-        ps::controller_ref(&s.set),
-        labels,
-        history::template_patch(&spec.template),
-        status.collision_count,
-        revs,
-    )
-    .await
-    .map_err(s.err())?;
+    let cr_api: Api<ControllerRevision> = s.api();
+    let cur = history::current_for(&cr_api, &s.obj, &spec.template, status.collision_count)
+        .await
+        .map_err(s.err())?;
     let update_rev = cur.revision.name_any();
     let current_rev_obj = status
         .current_revision
@@ -487,16 +398,8 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
         None => (update_rev.clone(), spec.template.clone()),
     };
 
-    let selector = ps::selector_string(&spec.selector).unwrap_or_default();
-    let pods: Vec<Pod> = s
-        .pods()
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(s.err())?
-        .items
-        .into_iter()
-        .filter(|p| ps::controlled_by(&p.metadata, &uid))
-        .collect();
+    let selector = label_selector_query(&spec.selector).unwrap_or_default();
+    let pods: Vec<Pod> = s.list_controlled(&selector).await?;
     let replicas = spec.replicas.unwrap_or(1);
     let start = spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0);
     let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
@@ -521,10 +424,8 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
     let mut requeue: Option<Duration> = None;
     let wait_ready = |p: &Pod, requeue: &mut Option<Duration>| {
         if running_and_ready(p) && !ps::is_available(p, min_ready, now) {
-            if let Some(Some(since)) = ps::ready_since(p) {
-                let left = since.as_second() + i64::from(min_ready) - now.as_second();
-                let d = Duration::from_secs(left.max(0) as u64 + 1);
-                *requeue = Some(requeue.map_or(d, |r| r.min(d)));
+            if let Some(d) = ps::recheck_availability_in(p, min_ready, now) {
+                requeue_sooner(requeue, d);
             }
         }
     };
@@ -536,8 +437,11 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
             break;
         }
         match by_ord.get(&ord) {
-            Some(p) if matches!(ps::phase(p), "Failed" | "Succeeded") && !ps::is_terminating(p) => {
-                let reason = if ps::phase(p) == "Failed" {
+            Some(p)
+                if matches!(podutil::phase(p), "Failed" | "Succeeded")
+                    && !podutil::is_pod_terminating(p) =>
+            {
+                let reason = if podutil::phase(p) == "Failed" {
                     "RecreatingFailedPod"
                 } else {
                     "RecreatingTerminatedPod"
@@ -549,7 +453,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
                         "StatefulSet {}/{} is recreating {} Pod {}",
                         s.ns,
                         s.name,
-                        ps::phase(p).to_lowercase(),
+                        podutil::phase(p).to_lowercase(),
                         p.name_any()
                     ),
                 )
@@ -563,7 +467,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
                 s.update_claim_owners(ord, Some(p), false)
                     .await
                     .map_err(s.err())?;
-                if ps::is_terminating(p) && !parallel {
+                if podutil::is_pod_terminating(p) && !parallel {
                     blocked = true;
                 } else if !parallel && !healthy(p, min_ready, now) {
                     wait_ready(p, &mut requeue);
@@ -578,7 +482,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
                 } else {
                     (&spec.template, update_rev.as_str())
                 };
-                s.create_pod(new_pod(&s.set, tpl, rev, ord), ord)
+                s.create_pod(new_pod(&s.obj, tpl, rev, ord), ord)
                     .await
                     .map_err(s.err())?;
                 if !parallel {
@@ -590,7 +494,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
     // Scale down: highest ordinal first; OrderedReady waits for health.
     if !blocked {
         for (ord, p) in &condemned {
-            if ps::is_terminating(p) {
+            if podutil::is_pod_terminating(p) {
                 if !parallel {
                     blocked = true;
                     break;
@@ -600,7 +504,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
             if !parallel && !healthy(p, min_ready, now) {
                 // Upstream waits for an unhealthy condemned pod unless it
                 // is the one being deleted.
-                if !running_and_ready(p) && ps::phase(p) != "Failed" {
+                if !running_and_ready(p) && podutil::phase(p) != "Failed" {
                     blocked = true;
                     break;
                 }
@@ -623,7 +527,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
                 break;
             }
             let Some(p) = by_ord.get(&ord) else { break };
-            if revision_of(p) != update_rev && !ps::is_terminating(p) {
+            if revision_of(p) != update_rev && !podutil::is_pod_terminating(p) {
                 s.delete_pod(p).await.map_err(s.err())?;
                 break;
             }
@@ -636,13 +540,9 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
 
     // Status from fresh pods (upstream `computeReplicaStatus`).
     let pods: Vec<Pod> = s
-        .pods()
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(s.err())?
-        .items
+        .list_controlled::<Pod>(&selector)
+        .await?
         .into_iter()
-        .filter(|p| ps::controlled_by(&p.metadata, &uid))
         .filter(|p| ordinal_of(&s.name, &p.name_any()).is_some())
         .collect();
     let (mut n, mut ready, mut available, mut current, mut updated) = (0, 0, 0, 0, 0);
@@ -656,7 +556,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
                 wait_ready(p, &mut requeue);
             }
         }
-        if !ps::is_terminating(p) {
+        if !podutil::is_pod_terminating(p) {
             if revision_of(p) == current_rev {
                 current += 1;
             }
@@ -671,7 +571,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
         current_out = updated;
     }
     let mut st = json!({
-        "observedGeneration": s.set.metadata.generation,
+        "observedGeneration": s.obj.metadata.generation,
         "replicas": n,
         "readyReplicas": ready,
         "availableReplicas": available,
@@ -684,20 +584,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
         st["collisionCount"] = json!(c);
     }
     let old = serde_json::to_value(&status).unwrap_or_default();
-    let changed = st
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(k, v)| old.get(k).unwrap_or(&json!(0)) != v);
-    if changed {
-        let patch = json!({
-            "metadata": {"resourceVersion": s.set.metadata.resource_version},
-            "status": st,
-        });
-        api.patch_status(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(s.err())?;
-    }
+    s.patch_status_if_changed(&old, st).await?;
 
     // History: keep revisionHistoryLimit revisions no pod uses.
     let in_use: std::collections::HashSet<String> = pods
@@ -715,10 +602,7 @@ async fn sync(s: &Sync<'_>, api: &Api<StatefulSet>) -> Result<Action, Error> {
     {
         tracing::debug!(error = %e, statefulset = %s.name, "cannot trim history");
     }
-    Ok(match requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 #[cfg(test)]

@@ -12,43 +12,26 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
 
-use crate::job::pod_state as ps;
+use crate::util::hash::hash_with_collisions;
+use crate::util::pods::{self as podutil, controlled_by};
 
 /// The label naming a pod's revision.
 pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
 
-const FNV_OFFSET: u32 = 0x811c_9dc5;
-const FNV_PRIME: u32 = 0x0100_0193;
-
-fn fnv32a(bytes: &[u8], mut h: u32) -> u32 {
-    for b in bytes {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
-}
-
-/// Upstream's `rand.SafeEncodeString` alphabet.
-fn safe_encode(s: &str) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes()
-        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
-        .collect()
-}
-
 /// FNV-32a of the value's JSON (typed serialization: stable field order),
 /// then the collision count as 4 little-endian bytes, rendered as
 /// upstream renders `ComputeHash`.
+///
+/// Upstream's `HashControllerRevision` differs (FNV-1, the collision count
+/// as decimal text), but its input is Go's JSON of the template, which
+/// kedge cannot reproduce byte for byte anyway; what must not change is
+/// the hash of revisions kedge has already stored (see the test below).
 pub fn hash(value: &Value, collision_count: Option<i32>) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut h = fnv32a(&bytes, FNV_OFFSET);
-    if let Some(c) = collision_count {
-        h = fnv32a(&c.to_le_bytes(), h);
-    }
-    safe_encode(&h.to_string())
+    hash_with_collisions(&bytes, collision_count)
 }
 
 /// The revision data of a template: the patch `kubectl rollout undo`
@@ -71,7 +54,7 @@ pub async fn list(
         .await?
         .items
         .into_iter()
-        .filter(|r| ps::controlled_by(&r.metadata, owner_uid))
+        .filter(|r| controlled_by(&r.metadata, owner_uid))
         .collect();
     revs.sort_by(|a, b| {
         a.revision
@@ -143,7 +126,7 @@ pub async fn ensure(
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let existing = api.get(&name).await?;
                     let same = existing.data.as_ref().map(|d| &d.0) == Some(&data)
-                        && ps::controlled_by(&existing.metadata, owner.uid.as_str());
+                        && controlled_by(&existing.metadata, owner.uid.as_str());
                     if same {
                         break existing;
                     }
@@ -162,6 +145,33 @@ pub async fn ensure(
         old,
         collision_count: (collision_count != start_count).then_some(collision_count.unwrap_or(0)),
     })
+}
+
+/// The revision of `owner`'s current `template` ([`list`] then
+/// [`ensure`]), labelled with the template's labels.
+pub async fn current_for<K: Resource<DynamicType = ()>>(
+    api: &Api<ControllerRevision>,
+    owner: &K,
+    template: &PodTemplateSpec,
+    collision_count: Option<i32>,
+) -> Result<Current, kube::Error> {
+    let meta = owner.meta();
+    let revs = list(api, meta.uid.as_deref().unwrap_or("")).await?;
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    ensure(
+        api,
+        meta.name.as_deref().unwrap_or(""),
+        podutil::controller_ref_to(owner),
+        labels,
+        template_patch(template),
+        collision_count,
+        revs,
+    )
+    .await
 }
 
 /// Deletes the oldest revisions beyond `limit` that no live pod uses.
@@ -215,5 +225,16 @@ mod tests {
             s.containers[0].image = Some("j".into());
         }
         assert_ne!(h, hash(&template_patch(&other), None));
+    }
+
+    #[test]
+    fn hashes_stay_what_is_already_stored() {
+        // Revision names and pod labels written by earlier releases carry
+        // these hashes: changing the algorithm would re-create revisions.
+        let data = json!({"spec": {"template": {"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"image": "i", "name": "c"}]}, "$patch": "replace"}}});
+        assert_eq!(hash(&data, None), "8598c7b866");
+        assert_eq!(hash(&data, Some(1)), "7df8d9b787");
+        assert_eq!(hash(&data, Some(-3)), "fbcdbbdd4");
     }
 }

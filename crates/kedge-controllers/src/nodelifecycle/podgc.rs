@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::taints::{self, TAINT_OUT_OF_SERVICE};
 use super::Caches;
-use crate::endpoints::informer;
+use crate::util::informer;
 
 /// How long a pod's node must be missing before the pod goes (upstream
 /// re-reads the node after 40 s).

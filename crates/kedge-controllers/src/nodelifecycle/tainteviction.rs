@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::taints::{self, NO_EXECUTE};
 use super::Caches;
-use crate::endpoints::informer;
+use crate::util::informer;
 
 #[derive(Debug, Clone)]
 struct Scheduled {

@@ -75,9 +75,17 @@ fn without_hash(template: &Value) -> Value {
 pub fn compute_hash(template: &Value, collision_count: Option<i32>) -> String {
     let mut bytes = Vec::new();
     canonical_json(&without_hash(template), &mut bytes);
-    let mut h = fnv32a(&bytes, FNV_OFFSET);
+    hash_with_collisions(&bytes, collision_count)
+}
+
+/// FNV-32a of `bytes`, then of the collision count as 4 little-endian
+/// bytes when there is one, rendered with [`safe_encode_string`]: the tail
+/// of `ComputeHash`, shared with the ControllerRevision names of
+/// [`crate::daemonset::history`].
+pub fn hash_with_collisions(bytes: &[u8], collision_count: Option<i32>) -> String {
+    let mut h = fnv32a(bytes, FNV_OFFSET);
     if let Some(c) = collision_count {
-        h = fnv32a(&(c as u32).to_le_bytes(), h);
+        h = fnv32a(&c.to_le_bytes(), h);
     }
     safe_encode_string(&h.to_string())
 }
@@ -136,6 +144,17 @@ mod tests {
         assert_eq!(safe_encode_string("0"), "4");
         assert_eq!(safe_encode_string("9"), "f");
         assert_eq!(safe_encode_string("1234"), "5678");
+    }
+
+    #[test]
+    fn hashes_stay_what_is_already_stored() {
+        // ReplicaSet names and pod-template-hash labels written by earlier
+        // releases carry these hashes.
+        let t = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}});
+        assert_eq!(compute_hash(&t, None), "67f786fd6f");
+        assert_eq!(compute_hash(&t, Some(1)), "55c674fdf6");
+        assert_eq!(compute_hash(&t, Some(-3)), "57bfdd5f7f");
     }
 
     #[test]

@@ -1,15 +1,23 @@
-//! A watch-fed cache (client-go's informer): one watch per kind keeps a map
-//! of the objects by namespace and name, and tells a handler what changed,
-//! with the previous object on updates. After a re-list the objects that
-//! vanished meanwhile are reported as deleted, so no change is lost.
+//! Watch-fed caches (client-go's informers), in two forms:
+//!
+//! - [`Cache`] and [`run`]: one watch per kind keeps a map of the objects
+//!   by namespace and name, and tells a handler what changed, with the
+//!   previous object on updates. After a re-list the objects that vanished
+//!   meanwhile are reported as deleted, so no change is lost.
+//! - [`watch_all`]: a kube-runtime reflector store and the stream of watch
+//!   events that fills it, for controllers whose own loop polls the
+//!   events, so everything lives inside the controller's future and stops
+//!   with it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -101,8 +109,13 @@ pub enum Change<K> {
     Synced,
 }
 
-fn key_of<K: Resource>(obj: &K) -> Key {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+/// `(namespace, name)` of an object.
+pub fn key_of<K: Resource>(obj: &K) -> Key {
+    let md = obj.meta();
+    (
+        md.namespace.clone().unwrap_or_default(),
+        md.name.clone().unwrap_or_default(),
+    )
 }
 
 /// Watches `api` forever, keeping `cache` current and calling `on` with each
@@ -176,4 +189,36 @@ fn changed<K>(old: Option<Arc<K>>, new: Arc<K>) -> Change<K> {
         Some(old) => Change::Updated { old, new },
         None => Change::Added(new),
     }
+}
+
+/// A cache of every `K` (optionally filtered by `config`) and the stream of
+/// watch events that keeps it current. The stream retries with backoff on
+/// errors and never ends; poll it, or the cache stays empty.
+pub fn watch_all<K>(
+    client: &kube::Client,
+    config: watcher::Config,
+) -> (Store<K>, BoxStream<'static, watcher::Event<K>>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api = Api::<K>::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .filter_map(move |r| {
+            let kind = kind.clone();
+            async move {
+                match r {
+                    Ok(ev) => Some(ev),
+                    Err(e) => {
+                        tracing::debug!(kind = %kind, error = %e, "watch failed; retrying");
+                        None
+                    }
+                }
+            }
+        })
+        .boxed();
+    (reader, stream)
 }

@@ -1,5 +1,6 @@
 //! Pieces the controllers share: watch-fed caches, a work queue, controller
-//! expectations, label selectors, pod helpers and template hashing.
+//! expectations, label selectors, pod helpers, template hashing and the
+//! sync scaffolding of the `Controller`-based workload controllers.
 
 pub mod events;
 pub mod expectations;
@@ -9,3 +10,4 @@ pub mod pods;
 pub mod queue;
 pub mod raw;
 pub mod selector;
+pub mod workload;

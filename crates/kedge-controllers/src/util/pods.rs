@@ -8,8 +8,9 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 use serde_json::{json, Map, Value};
 
 use super::selector::Labels;
@@ -23,6 +24,26 @@ pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
+}
+
+/// Whether the object's controller reference points at `uid`.
+pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == uid)
+}
+
+/// The controller reference to a typed owner, as `metav1.NewControllerRef`.
+pub fn controller_ref_to<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// A controller reference to an owner, as `metav1.NewControllerRef`.
@@ -41,17 +62,27 @@ pub fn labels(meta: &ObjectMeta) -> Labels {
     meta.labels.clone().unwrap_or_default()
 }
 
-fn phase(pod: &Pod) -> &str {
+/// The pod's phase ("" when unset).
+pub fn phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
 }
 
+/// Succeeded or Failed.
+pub fn is_pod_terminal(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// Being deleted (it has a deletion timestamp).
+pub fn is_pod_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
 /// `controller.IsPodActive`: not finished and not being deleted.
 pub fn is_pod_active(pod: &Pod) -> bool {
-    let p = phase(pod);
-    p != "Succeeded" && p != "Failed" && pod.metadata.deletion_timestamp.is_none()
+    !is_pod_terminal(pod) && !is_pod_terminating(pod)
 }
 
 /// The pod's Ready condition when it is True.
@@ -266,12 +297,25 @@ pub fn pods_to_delete<'a>(
     ranked.into_iter().take(count).map(|(p, _)| p).collect()
 }
 
+/// How a pod made from a template is named.
+#[derive(Debug, Clone, Copy)]
+pub enum PodName<'a> {
+    /// `metadata.name` (StatefulSet pods).
+    Fixed(&'a str),
+    /// `metadata.generateName`: the API server adds a random suffix.
+    Generate(&'a str),
+}
+
 /// A pod for `template` (raw JSON, so no field is lost) owned by
-/// `controller_ref`, named `<prefix>` plus a random suffix.
-pub fn pod_from_template(template: &Value, controller_ref: Value, generate_name: &str) -> Value {
+/// `controller_ref` (`GetPodFromTemplate`): the template's labels,
+/// annotations, finalizers and spec.
+pub fn pod_from_template(template: &Value, controller_ref: Value, name: PodName<'_>) -> Value {
     let meta = template.get("metadata").and_then(Value::as_object);
     let mut metadata = Map::new();
-    metadata.insert("generateName".into(), json!(generate_name));
+    match name {
+        PodName::Fixed(n) => metadata.insert("name".into(), json!(n)),
+        PodName::Generate(g) => metadata.insert("generateName".into(), json!(g)),
+    };
     for field in ["labels", "annotations", "finalizers"] {
         if let Some(v) = meta.and_then(|m| m.get(field)) {
             if !v.is_null() {
@@ -286,6 +330,19 @@ pub fn pod_from_template(template: &Value, controller_ref: Value, generate_name:
         "metadata": metadata,
         "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
     })
+}
+
+/// [`pod_from_template`] for a typed template and owner reference.
+pub fn pod_from_typed_template(
+    template: &PodTemplateSpec,
+    controller_ref: &OwnerReference,
+    name: PodName<'_>,
+) -> Value {
+    pod_from_template(
+        &serde_json::to_value(template).unwrap_or(Value::Null),
+        serde_json::to_value(controller_ref).unwrap_or(Value::Null),
+        name,
+    )
 }
 
 /// `getPodsPrefix`: `<name>-`, cut so that the generated name stays valid.
@@ -404,7 +461,11 @@ mod tests {
         let t = json!({"metadata": {"labels": {"app": "web"}, "annotations": {"a": "b"}},
             "spec": {"containers": [{"name": "c", "image": "i", "futureField": 1}]}});
         let owner = new_controller_ref("apps/v1", "ReplicaSet", "web-abc", "u1");
-        let p = pod_from_template(&t, owner, &generate_name_prefix("web-abc"));
+        let p = pod_from_template(
+            &t,
+            owner,
+            PodName::Generate(&generate_name_prefix("web-abc")),
+        );
         assert_eq!(p["metadata"]["generateName"], "web-abc-");
         assert_eq!(p["metadata"]["labels"]["app"], "web");
         assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
@@ -413,5 +474,47 @@ mod tests {
             true
         );
         assert_eq!(p["spec"]["containers"][0]["futureField"], 1);
+        let named = pod_from_template(&t, json!({}), PodName::Fixed("web-0"));
+        assert_eq!(named["metadata"]["name"], "web-0");
+        assert!(named["metadata"].get("generateName").is_none());
+    }
+
+    #[test]
+    fn active_terminal_terminating() {
+        let now = Timestamp::now();
+        let running = pod("a", "n1", "Running", None, now);
+        let done = pod("b", "n1", "Succeeded", None, now);
+        let mut deleting = pod("c", "n1", "Running", None, now);
+        deleting.metadata.deletion_timestamp = running.metadata.creation_timestamp.clone();
+        assert!(is_pod_active(&running));
+        assert!(!is_pod_active(&done) && is_pod_terminal(&done));
+        assert!(!is_pod_active(&deleting) && is_pod_terminating(&deleting));
+        assert!(!is_pod_terminal(&deleting));
+    }
+
+    #[test]
+    fn controller_refs_name_the_owner() {
+        let rs: k8s_openapi::api::apps::v1::ReplicaSet =
+            serde_json::from_value(json!({"metadata": {"name": "web", "uid": "u1"}})).unwrap();
+        let r = controller_ref_to(&rs);
+        assert_eq!(
+            (r.kind.as_str(), r.api_version.as_str()),
+            ("ReplicaSet", "apps/v1")
+        );
+        assert_eq!(r.controller, Some(true));
+        let mut meta = ObjectMeta {
+            owner_references: Some(vec![r.clone()]),
+            ..Default::default()
+        };
+        assert!(controlled_by(&meta, "u1"));
+        assert!(!controlled_by(&meta, "u2"));
+        meta.owner_references = Some(vec![OwnerReference {
+            controller: None,
+            ..r
+        }]);
+        assert!(
+            !controlled_by(&meta, "u1"),
+            "only a controller reference counts"
+        );
     }
 }

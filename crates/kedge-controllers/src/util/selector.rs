@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 /// A selector that can be matched against labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ impl Selector {
     /// The selector in the `labelSelector` query syntax.
     pub fn to_query(&self) -> String {
         match self {
-            Selector::Label(s) => label_selector_query(s),
+            Selector::Label(s) => label_selector_query_lenient(s),
             Selector::Set(set) => set
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
@@ -77,22 +77,42 @@ pub fn label_selector_matches(s: &LabelSelector, labels: &Labels) -> bool {
     true
 }
 
-fn label_selector_query(s: &LabelSelector) -> String {
-    let mut parts: Vec<String> = s
-        .match_labels
+/// One requirement in the query syntax; `None` for an unknown operator.
+fn requirement_query(e: &LabelSelectorRequirement) -> Option<String> {
+    let mut values: Vec<&str> = e.values.iter().flatten().map(String::as_str).collect();
+    values.sort_unstable();
+    match e.operator.as_str() {
+        "In" => Some(format!("{} in ({})", e.key, values.join(","))),
+        "NotIn" => Some(format!("{} notin ({})", e.key, values.join(","))),
+        "Exists" => Some(e.key.clone()),
+        "DoesNotExist" => Some(format!("!{}", e.key)),
+        _ => None,
+    }
+}
+
+fn match_labels_query(s: &LabelSelector) -> impl Iterator<Item = String> + '_ {
+    s.match_labels
         .iter()
         .flatten()
         .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+}
+
+/// `metav1.LabelSelectorAsSelector(s).String()`: `None` when an operator
+/// is unknown (upstream's conversion error; the controller selects
+/// nothing).
+pub fn label_selector_query(s: &LabelSelector) -> Option<String> {
+    let mut parts: Vec<String> = match_labels_query(s).collect();
     for e in s.match_expressions.iter().flatten() {
-        let mut values: Vec<&str> = e.values.iter().flatten().map(String::as_str).collect();
-        values.sort_unstable();
-        parts.push(match e.operator.as_str() {
-            "In" => format!("{} in ({})", e.key, values.join(",")),
-            "NotIn" => format!("{} notin ({})", e.key, values.join(",")),
-            "Exists" => e.key.clone(),
-            _ => format!("!{}", e.key),
-        });
+        parts.push(requirement_query(e)?);
+    }
+    Some(parts.join(","))
+}
+
+/// [`label_selector_query`] that renders an unknown operator as `!key`.
+fn label_selector_query_lenient(s: &LabelSelector) -> String {
+    let mut parts: Vec<String> = match_labels_query(s).collect();
+    for e in s.match_expressions.iter().flatten() {
+        parts.push(requirement_query(e).unwrap_or_else(|| format!("!{}", e.key)));
     }
     parts.join(",")
 }
@@ -100,7 +120,6 @@ fn label_selector_query(s: &LabelSelector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
@@ -132,6 +151,24 @@ mod tests {
         assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "a"), ("canary", "1")])));
         assert!(!sel.matches(&labels(&[("tier", "a")])));
         assert_eq!(sel.to_query(), "app=web,tier in (a,b),!canary");
+        let Selector::Label(ls) = &sel else {
+            unreachable!()
+        };
+        assert_eq!(
+            label_selector_query(ls).as_deref(),
+            Some("app=web,tier in (a,b),!canary")
+        );
+        let mut bad = ls.clone();
+        bad.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "x".into(),
+            operator: "Near".into(),
+            values: None,
+        }]);
+        assert_eq!(
+            label_selector_query(&bad),
+            None,
+            "an unknown operator selects nothing"
+        );
         assert!(!sel.is_everything());
         assert!(Selector::Label(LabelSelector::default()).is_everything());
     }
