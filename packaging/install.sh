@@ -351,7 +351,7 @@ done
 # Pids whose command line mentions $1.
 pids_with() {
     for p in /proc/[0-9]*; do
-        cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         case "$cmd" in
             *"$1"*) echo "${p#/proc/}" ;;
         esac

@@ -85,6 +85,9 @@ pub struct AgentOptions {
     pub fail_pods_on_device_failure: bool,
     /// Hard eviction thresholds (pressure conditions, allocatable).
     pub eviction_hard: crate::node::EvictionThresholds,
+    /// Stop the pods when the agent stops because the machine shuts down
+    /// (a restart of kedge alone always keeps them).
+    pub stop_pods_at_system_shutdown: bool,
 }
 
 fn mkdir(path: PathBuf) -> Result<PathBuf, AgentError> {
@@ -261,7 +264,15 @@ pub async fn run(
     });
 
     shutdown.await;
-    tracing::info!("stopping the node agent (pods keep running)");
+    // A restart of kedge keeps the pods; a shutdown of the machine stops them
+    // here, gracefully, or systemd waits 90 s for their processes and then
+    // kills them (they belong to no unit).
+    let stop_pods = opts.stop_pods_at_system_shutdown && system_is_shutting_down().await;
+    if stop_pods {
+        tracing::info!("the system is shutting down: stopping the node agent and its pods");
+    } else {
+        tracing::info!("stopping the node agent (pods keep running)");
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), pods_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), node_task).await;
@@ -271,12 +282,87 @@ pub async fn run(
     devices_task.abort();
     registration.shutdown().await;
     drop(importer);
+    if stop_pods {
+        stop_all_pods(runtime.as_ref(), SHUTDOWN_GRACE).await;
+    }
     if let Some(s) = supervisor {
         if let Err(e) = s.shutdown().await {
             tracing::warn!(error = %e, "stopping containerd failed");
         }
     }
     Ok(())
+}
+
+/// How long containers get to stop at a system shutdown (SIGTERM, then
+/// SIGKILL), all at once: well inside systemd's default 90 s stop timeout.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether systemd is stopping the whole system (shutdown, reboot): its
+/// state is `stopping` then (`systemctl is-system-running`). `false` without
+/// systemd, and when it does not answer in 2 s.
+pub async fn system_is_shutting_down() -> bool {
+    let out = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::process::Command::new("systemctl")
+            .arg("is-system-running")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output(),
+    )
+    .await;
+    match out {
+        Ok(Ok(o)) => is_stopping(&String::from_utf8_lossy(&o.stdout)),
+        _ => false,
+    }
+}
+
+fn is_stopping(state: &str) -> bool {
+    state.trim() == "stopping"
+}
+
+/// Stops every running container (`grace` each, concurrently), then every
+/// ready pod sandbox, on this runtime. For a system shutdown: the pods come
+/// back when the agent starts again.
+pub async fn stop_all_pods<R: RuntimeService + ?Sized>(cri: &R, grace: Duration) {
+    let started = Instant::now();
+    let containers = match cri.list_containers(None).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list containers to stop them");
+            Vec::new()
+        }
+    };
+    let running: Vec<String> = containers
+        .into_iter()
+        .filter(|c| c.state == k8s_cri::v1::ContainerState::ContainerRunning as i32)
+        .map(|c| c.id)
+        .collect();
+    let stops = running.iter().map(|id| async move {
+        if let Err(e) = cri.stop_container(id, grace).await {
+            tracing::warn!(container = %id, error = %e, "cannot stop container");
+        }
+    });
+    futures::future::join_all(stops).await;
+    let sandboxes = cri.list_pod_sandbox(None).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list pod sandboxes to stop them");
+        Vec::new()
+    });
+    let ready: Vec<String> = sandboxes
+        .into_iter()
+        .filter(|s| s.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32)
+        .map(|s| s.id)
+        .collect();
+    for id in &ready {
+        if let Err(e) = cri.stop_pod_sandbox(id).await {
+            tracing::warn!(sandbox = %id, error = %e, "cannot stop pod sandbox");
+        }
+    }
+    tracing::info!(
+        containers = running.len(),
+        sandboxes = ready.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "stopped the pods for the system shutdown"
+    );
 }
 
 /// What the devices add to the Node: extended resources (a resource whose
@@ -314,5 +400,89 @@ fn node_facts(s: &NodeState) -> NodeFacts {
         host_ips: s.internal_ips.iter().map(ToString::to_string).collect(),
         allocatable,
         memory_capacity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::api::{
+        ContainerConfig, ContainerMetadata, ContainerState, ImageSpec, PodSandboxConfig,
+        PodSandboxMetadata, PodSandboxState,
+    };
+    use crate::cri::FakeRuntime;
+
+    #[test]
+    fn only_systemds_stopping_state_means_shutdown() {
+        assert!(is_stopping("stopping\n"));
+        for s in [
+            "running",
+            "degraded",
+            "starting",
+            "maintenance",
+            "offline",
+            "",
+        ] {
+            assert!(!is_stopping(s), "{s}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_stops_every_container_and_sandbox() {
+        let runtime = FakeRuntime::new();
+        let image = runtime.add_image("busybox");
+        let mut ids = Vec::new();
+        for pod in ["a", "b"] {
+            let sandbox = PodSandboxConfig {
+                metadata: Some(PodSandboxMetadata {
+                    name: pod.into(),
+                    namespace: "ns".into(),
+                    uid: format!("uid-{pod}"),
+                    attempt: 0,
+                }),
+                ..PodSandboxConfig::default()
+            };
+            let sid = runtime
+                .run_pod_sandbox(sandbox.clone(), "")
+                .await
+                .expect("sandbox");
+            let cid = runtime
+                .create_container(
+                    &sid,
+                    ContainerConfig {
+                        metadata: Some(ContainerMetadata {
+                            name: "c".into(),
+                            attempt: 0,
+                        }),
+                        image: Some(ImageSpec {
+                            image: image.clone(),
+                            ..ImageSpec::default()
+                        }),
+                        ..ContainerConfig::default()
+                    },
+                    sandbox,
+                )
+                .await
+                .expect("container");
+            runtime.start_container(&cid).await.expect("start");
+            ids.push(cid);
+        }
+        stop_all_pods(&runtime, Duration::from_millis(10)).await;
+        let containers = runtime.list_containers(None).await.expect("list");
+        assert_eq!(containers.len(), 2);
+        assert!(
+            containers
+                .iter()
+                .all(|c| c.state == ContainerState::ContainerExited as i32),
+            "{containers:?}"
+        );
+        let sandboxes = runtime.list_pod_sandbox(None).await.expect("list");
+        assert_eq!(sandboxes.len(), 2);
+        assert!(
+            sandboxes
+                .iter()
+                .all(|s| s.state == PodSandboxState::SandboxNotready as i32),
+            "{sandboxes:?}"
+        );
     }
 }

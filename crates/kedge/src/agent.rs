@@ -151,6 +151,7 @@ pub fn options(
         kubelet_root: node.kubelet_root_dir.clone(),
         fail_pods_on_device_failure: node.fail_pods_on_device_failure,
         eviction_hard: node.eviction_hard.clone().unwrap_or_default(),
+        stop_pods_at_system_shutdown: true,
     })
 }
 
