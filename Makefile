@@ -58,3 +58,14 @@ BENCH_ARGS ?=
 bench:
 	$(CARGO) build --release -p kedge -p kedge-bench
 	target/release/kedge-bench --kedge target/release/kedge $(BENCH_ARGS)
+
+## qemu-test: the QEMU test matrix (scripts/qemu-matrix, docs/qemu-matrix.md): kedge from its .deb and install.sh on Debian 12 guests with 1 GiB, cgroup v2 and v1 (~20 min under TCG, not part of `make test`); `make qemu-test QEMU_ARGS='--only v2 --keep'`
+QEMU_ARGS ?=
+.PHONY: qemu-test
+qemu-test: build deb
+	scripts/qemu-matrix $(QEMU_ARGS)
+
+## deb: the Debian package target/debian/kedge_<version>_<arch>.deb from the release binary (scripts/build-deb; docs/install.md)
+.PHONY: deb
+deb: build
+	scripts/build-deb --binary target/release/kedge --out target/debian
