@@ -84,21 +84,7 @@ impl JoinedAgent {
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        common::terminate(&mut self.child);
     }
 }
 

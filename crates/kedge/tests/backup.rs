@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestServer;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -18,14 +16,7 @@ fn config_map(name: &str) -> ConfigMap {
     .expect("config map")
 }
 
-fn kedge(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run kedge")
-}
+use common::kedge_with_data_dir as kedge;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_running_then_restore() {

@@ -6,21 +6,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::TestServer;
 use kedge_pki::CertificateInfo;
 
-fn kedge(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run kedge")
-}
+use common::kedge_with_data_dir as kedge;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -141,24 +141,9 @@ impl TestServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// SIGKILL, as a power cut would.
     /// SIGTERM, and wait (up to 30 s, then SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        terminate(&mut self.child);
     }
 
     pub fn kill9(&mut self) {
@@ -200,6 +185,34 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// SIGTERM to a `kedge` child, then wait for it (up to 30 s, then SIGKILL).
+pub fn terminate(child: &mut Option<Child>) {
+    let Some(mut c) = child.take() else { return };
+    if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// Runs `kedge ARGS --data-dir DIR` to completion.
+pub fn kedge_with_data_dir(args: &[&str], data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run kedge")
 }
 
 fn tcp_open(port: u16) -> bool {
