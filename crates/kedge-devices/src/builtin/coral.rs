@@ -129,19 +129,7 @@ impl CoralPlugin {
 
     /// Rescans every `interval` (inside a tokio runtime).
     pub(crate) fn start(self: &Arc<Self>, interval: Duration) {
-        let plugin = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(plugin) = plugin.upgrade() else {
-                    break;
-                };
-                plugin.rescan();
-            }
-        });
+        super::rescan_every(self, interval, Self::rescan);
     }
 
     /// Looks for TPUs that came, went or re-enumerated.

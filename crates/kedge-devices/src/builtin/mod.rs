@@ -300,6 +300,28 @@ pub fn accelerator_report(root: &Path, config: &BuiltinConfig) -> AcceleratorRep
 // ---------------------------------------------------------------------------
 // Shared machinery.
 
+/// Calls `rescan` on `plugin` every `interval` (the first call one interval
+/// from now) until the plugin is dropped. Inside a tokio runtime.
+pub(crate) fn rescan_every<T: Send + Sync + 'static>(
+    plugin: &Arc<T>,
+    interval: Duration,
+    rescan: fn(&T),
+) {
+    let plugin = Arc::downgrade(plugin);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(plugin) = plugin.upgrade() else {
+                break;
+            };
+            rescan(&plugin);
+        }
+    });
+}
+
 /// The advertised device list of one plugin and its health events.
 pub(crate) struct DeviceTable {
     resource: String,
