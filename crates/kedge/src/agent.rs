@@ -25,14 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use kedge_apiserver::{NodeCredentials, CACERTS_PATH, CREDENTIALS_PATH};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{self, AgentArgs, NodeArgs};
 use crate::host;
-
-/// Credentials this close to expiry are requested again at start.
-const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 3600);
 
 const SERVER_CA: &str = "server-ca.crt";
 const CLIENT_CA: &str = "client-ca.crt";
@@ -239,11 +237,12 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let started = std::time::Instant::now();
     ensure_credentials(&tls_dir, &record, &token).await?;
     let kubeconfig = args.data_dir.join("agent").join(KUBECONFIG);
-    write_private(
-        &kubeconfig,
-        kubelet_kubeconfig(&server, &tls_dir).as_bytes(),
-    )?;
-    let client = client_from_kubeconfig(&kubeconfig).await?;
+    let kubeconfig_text = kubelet_kubeconfig(&server, &tls_dir);
+    write_private(&kubeconfig, kubeconfig_text.as_bytes())?;
+    // kube's default read timeout (long enough for watches) on this one.
+    let client = client_from_yaml(&kubeconfig_text, None)
+        .await
+        .with_context(|| format!("using {}", kubeconfig.display()))?;
     let serving = kedge_pki::KubeletTls {
         cert_pem: read(&tls_dir.join(SERVING_CERT))?,
         key_pem: read(&tls_dir.join(SERVING_KEY))?,
@@ -379,7 +378,7 @@ fn stored_credentials_fit(
     for name in [CLIENT_CERT, SERVING_CERT] {
         let pem =
             std::fs::read_to_string(tls_dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
-        match kedge_pki::expires_within(&pem, RENEW_BEFORE) {
+        match kedge_pki::expires_within(&pem, kedge_pki::CERTIFICATE_RENEW_BEFORE) {
             Ok(false) => {}
             Ok(true) => return Err(format!("{name} expires within 90 days")),
             Err(e) => return Err(format!("{name} is unreadable: {e}")),
@@ -424,7 +423,7 @@ async fn join(
     let server = &record.server;
     // 1. The CA, unchecked: nothing secret travels on this request.
     let insecure = kubeconfig_yaml(server, "insecure-skip-tls-verify: true", "{}");
-    let client = client_from_yaml(&insecure)
+    let client = client_from_yaml(&insecure, Some(JOIN_READ_TIMEOUT))
         .await
         .map_err(JoinError::Fatal)?;
     let req = http::Request::get(CACERTS_PATH)
@@ -460,18 +459,21 @@ async fn join(
         _ => {}
     }
     // 2. The credentials, over TLS checked against that CA.
-    let ca_path = tls_dir.join(".join-ca.crt");
-    write_private(&ca_path, ca.as_bytes()).map_err(JoinError::Fatal)?;
     let user = format!(
         "{{token: {}}}",
         serde_json::Value::String(token.secret.clone())
     );
     let yaml = kubeconfig_yaml(
         server,
-        &format!("certificate-authority: {}", yaml_path(&ca_path)),
+        &format!(
+            "certificate-authority-data: {}",
+            base64::engine::general_purpose::STANDARD.encode(&ca)
+        ),
         &user,
     );
-    let client = client_from_yaml(&yaml).await.map_err(JoinError::Fatal)?;
+    let client = client_from_yaml(&yaml, Some(JOIN_READ_TIMEOUT))
+        .await
+        .map_err(JoinError::Fatal)?;
     let body = serde_json::json!({
         "nodeName": record.node_name,
         "addresses": record.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -484,7 +486,6 @@ async fn join(
         .request(req)
         .await
         .map_err(|e| unreachable_or_fatal(e, "requesting node credentials", server))?;
-    let _ = std::fs::remove_file(&ca_path);
     if creds.server_ca != ca {
         return Err(JoinError::Fatal(anyhow::anyhow!(
             "the server returned another CA than {CACERTS_PATH} did: retry, and check what sits between this node and {server}"
@@ -523,22 +524,22 @@ fn kubelet_kubeconfig(server: &str, tls_dir: &Path) -> String {
     )
 }
 
-async fn client_from_yaml(yaml: &str) -> Result<kube::Client> {
+/// Read timeout of the join requests (short: they answer at once).
+const JOIN_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client from kubeconfig text; `read_timeout` `None` keeps kube's
+/// default, which the agent's watches need.
+async fn client_from_yaml(yaml: &str, read_timeout: Option<Duration>) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::from_yaml(yaml).context("building a kubeconfig")?;
     let mut cfg =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .context("loading the kubeconfig")?;
     cfg.connect_timeout = Some(Duration::from_secs(10));
-    cfg.read_timeout = Some(Duration::from_secs(30));
+    if read_timeout.is_some() {
+        cfg.read_timeout = read_timeout;
+    }
     kube::Client::try_from(cfg).context("building the API client")
-}
-
-async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
-    let text = read(path)?;
-    client_from_yaml(&text)
-        .await
-        .with_context(|| format!("using {}", path.display()))
 }
 
 fn read(path: &Path) -> Result<String> {
