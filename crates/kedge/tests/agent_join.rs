@@ -101,7 +101,7 @@ impl Drop for JoinedAgent {
 
 /// Runs `kedge agent` with a bad token: it must exit non-zero, quickly, with
 /// one line on stderr that contains `want`.
-fn agent_fails(cluster: &Cluster, token: &str, want: &str) {
+fn agent_fails(cluster: &Cluster, token: &str, extra: &[&str], want: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_kedge"))
@@ -113,6 +113,7 @@ fn agent_fails(cluster: &Cluster, token: &str, want: &str) {
             &format!("--data-dir={}", dir.path().display()),
             "--node-name=intruder",
         ])
+        .args(extra)
         .output()
         .expect("run kedge agent");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -204,14 +205,23 @@ async fn a_node_joins_with_the_token_runs_pods_and_restarts_from_its_credentials
     agent_fails(
         &cluster,
         &format!("K10{hash}::server:wrong"),
+        &[],
         "refused the token",
     );
     agent_fails(
         &cluster,
         &format!("K10{}::server:{}", "0".repeat(64), cluster.server.token),
+        &[],
         "does not match the token",
     );
-    agent_fails(&cluster, "K10nothex::server:x", "invalid --token");
+    agent_fails(&cluster, "K10nothex::server:x", &[], "invalid --token");
+    // A node name the API would refuse is refused at join (400, Status).
+    agent_fails(
+        &cluster,
+        token,
+        &["--node-name=bad_name"],
+        "400 BadRequest: invalid nodeName \"bad_name\"",
+    );
 
     // The real join.
     let name = format!("joined-{}", cluster.tag);
