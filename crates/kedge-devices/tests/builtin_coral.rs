@@ -2,13 +2,11 @@
 
 mod builtin_support;
 
-use std::time::Duration;
-
-use builtin_support::FakeTree;
+use builtin_support::{discover_rescanning, find_plugin, ids, next_event, spec, FakeTree};
 use kedge_devices::builtin::{
-    accelerator_report, discover_builtin, BuiltinConfig, CoralConfig, CoralPlugin, HostRoot,
+    accelerator_report, BuiltinConfig, CoralConfig, CoralPlugin, HostRoot,
 };
-use kedge_devices::{Device, DevicePlugin, DeviceSpec};
+use kedge_devices::{Device, DevicePlugin};
 
 fn apex(tree: &FakeTree, n: u32, vendor: &str, device: &str) {
     let base = format!("/sys/class/apex/apex_{n}/device");
@@ -44,14 +42,6 @@ fn tree() -> FakeTree {
     tree
 }
 
-fn spec(tree: &FakeTree, node: &str) -> DeviceSpec {
-    DeviceSpec {
-        container_path: node.to_string(),
-        host_path: tree.host(node),
-        permissions: "rw".to_string(),
-    }
-}
-
 fn plugin(tree: &FakeTree, config: &CoralConfig) -> CoralPlugin {
     CoralPlugin::discover(&HostRoot::new(tree.root()), config)
         .unwrap()
@@ -63,13 +53,7 @@ async fn pcie_and_usb_tpus_are_found_and_allocated() {
     let tree = tree();
     let plugin = plugin(&tree, &CoralConfig::default());
     assert_eq!(plugin.resource_name(), "google.com/edge-tpu");
-    let ids: Vec<String> = plugin
-        .devices()
-        .borrow()
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
-    assert_eq!(ids, ["apex_0", "usb-2-1"]);
+    assert_eq!(ids(&plugin), ["apex_0", "usb-2-1"]);
 
     let allocation = plugin.allocate(&["apex_0".to_string()]).await.unwrap();
     assert_eq!(allocation.devices, vec![spec(&tree, "/dev/apex_0")]);
@@ -136,13 +120,7 @@ async fn usb_tpu_keeps_its_id_across_firmware_load_and_gets_the_new_node() {
 
     // Found after the firmware load, from the start.
     let after = self::plugin(&tree, &CoralConfig::default());
-    let ids: Vec<String> = after
-        .devices()
-        .borrow()
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
-    assert_eq!(ids, ["usb-2-1"]);
+    assert_eq!(ids(&after), ["usb-2-1"]);
 }
 
 #[test]
@@ -173,33 +151,18 @@ fn resource_name_and_labels_are_configurable() {
 #[tokio::test]
 async fn unplugged_usb_tpu_turns_unhealthy_and_back() {
     let tree = tree();
-    let config = BuiltinConfig {
-        rescan_interval: Duration::from_millis(30),
-        ..BuiltinConfig::default()
-    };
-    let plugins = discover_builtin(tree.root(), &config);
-    let coral = plugins
-        .iter()
-        .find(|p| p.resource_name() == "google.com/edge-tpu")
-        .expect("coral plugin")
-        .clone();
+    let coral = find_plugin(&discover_rescanning(&tree), "google.com/edge-tpu");
     let mut events = coral.health_events().unwrap();
 
     tree.remove("/sys/bus/usb/devices/2-1");
-    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!(
         (event.device_id.as_str(), event.healthy),
         ("usb-2-1", false)
     );
 
     usb(&tree, "2-1", "18d1", "9302", 2, 5);
-    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!((event.device_id.as_str(), event.healthy), ("usb-2-1", true));
     let report = accelerator_report(tree.root(), &BuiltinConfig::default());
     let usb = report.devices.iter().find(|d| d.id == "usb-2-1").unwrap();

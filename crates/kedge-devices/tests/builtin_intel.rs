@@ -2,9 +2,7 @@
 
 mod builtin_support;
 
-use std::time::Duration;
-
-use builtin_support::FakeTree;
+use builtin_support::{discover_rescanning, find_plugin, ids, next_event, spec, FakeTree};
 use kedge_devices::builtin::{
     discover_builtin, BuiltinConfig, HostRoot, IntelConfig, IntelGpuPlugin,
 };
@@ -50,21 +48,12 @@ fn tree() -> FakeTree {
     tree
 }
 
-fn spec(tree: &FakeTree, node: &str) -> DeviceSpec {
-    DeviceSpec {
-        container_path: node.to_string(),
-        host_path: tree.host(node),
-        permissions: "rw".to_string(),
-    }
-}
-
-fn ids(plugin: &dyn DevicePlugin) -> Vec<String> {
-    plugin
-        .devices()
-        .borrow()
-        .iter()
-        .map(|d| d.id.clone())
-        .collect()
+/// What a card's allocation injects: its card and render nodes.
+fn card_nodes(tree: &FakeTree, n: u32, render: u32) -> Vec<DeviceSpec> {
+    vec![
+        spec(tree, &format!("/dev/dri/card{n}")),
+        spec(tree, &format!("/dev/dri/renderD{render}")),
+    ]
 }
 
 #[tokio::test]
@@ -86,24 +75,12 @@ async fn cards_split_by_driver_and_allocate_card_and_render_nodes() {
     assert_eq!(ids(xe), ["card1-0"]);
 
     let allocation = i915.allocate(&["card0-0".to_string()]).await.unwrap();
-    assert_eq!(
-        allocation.devices,
-        vec![
-            spec(&tree, "/dev/dri/card0"),
-            spec(&tree, "/dev/dri/renderD128")
-        ]
-    );
+    assert_eq!(allocation.devices, card_nodes(&tree, 0, 128));
     assert!(allocation.envs.is_empty());
     assert!(allocation.mounts.is_empty());
 
     let allocation = xe.allocate(&["card1-0".to_string()]).await.unwrap();
-    assert_eq!(
-        allocation.devices,
-        vec![
-            spec(&tree, "/dev/dri/card1"),
-            spec(&tree, "/dev/dri/renderD129")
-        ]
-    );
+    assert_eq!(allocation.devices, card_nodes(&tree, 1, 129));
 
     assert!(
         i915.allocate(&["card1-0".to_string()]).await.is_err(),
@@ -155,13 +132,7 @@ async fn shared_dev_num_advertises_shares_and_spreads_requests() {
         .allocate(&["card0-1".to_string(), "card0-2".to_string()])
         .await
         .unwrap();
-    assert_eq!(
-        allocation.devices,
-        vec![
-            spec(&tree, "/dev/dri/card0"),
-            spec(&tree, "/dev/dri/renderD128")
-        ]
-    );
+    assert_eq!(allocation.devices, card_nodes(&tree, 0, 128));
 
     let available: Vec<String> = ["card0-2", "card5-0", "card5-1"]
         .iter()
@@ -185,23 +156,11 @@ async fn shared_dev_num_advertises_shares_and_spreads_requests() {
 #[tokio::test]
 async fn a_vanished_card_turns_unhealthy_and_comes_back() {
     let tree = tree();
-    let config = BuiltinConfig {
-        rescan_interval: Duration::from_millis(30),
-        ..BuiltinConfig::default()
-    };
-    let plugins = discover_builtin(tree.root(), &config);
-    let i915 = plugins
-        .iter()
-        .find(|p| p.resource_name() == "gpu.intel.com/i915")
-        .expect("i915 plugin")
-        .clone();
+    let i915 = find_plugin(&discover_rescanning(&tree), "gpu.intel.com/i915");
     let mut events = i915.health_events().unwrap();
 
     tree.remove("/sys/class/drm/card0");
-    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!(event.device_id, "card0-0");
     assert!(!event.healthy);
     assert_eq!(
@@ -214,10 +173,7 @@ async fn a_vanished_card_turns_unhealthy_and_comes_back() {
     );
 
     card(&tree, 0, "0x56a0", "i915", 128);
-    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!(event.device_id, "card0-0");
     assert!(event.healthy);
     assert!(i915.devices().borrow()[0].healthy);

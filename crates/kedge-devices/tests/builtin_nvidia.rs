@@ -5,7 +5,7 @@ mod builtin_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use builtin_support::FakeTree;
+use builtin_support::{find_plugin, ids, next_event, specs, FakeTree};
 use kedge_devices::builtin::nvml::{
     NvmlEvent, ERROR_GPU_IS_LOST, EVENT_TYPE_DOUBLE_BIT_ECC, EVENT_TYPE_XID_CRITICAL_ERROR,
 };
@@ -13,7 +13,7 @@ use kedge_devices::builtin::{
     discover_builtin, BuiltinConfig, FakeNvml, HostRoot, NvidiaConfig, NvidiaPlugin, NvmlDevice,
     NvmlMode,
 };
-use kedge_devices::{Device, DeviceError, DevicePlugin, DeviceSpec, HealthEvent};
+use kedge_devices::{Device, DeviceError, DevicePlugin, HealthEvent};
 use tokio::sync::broadcast;
 
 const GPU0: &str = "GPU-11111111-2222-3333-4444-555555555555";
@@ -47,14 +47,6 @@ fn two_gpu_tree() -> FakeTree {
     tree
 }
 
-fn spec(tree: &FakeTree, node: &str) -> DeviceSpec {
-    DeviceSpec {
-        container_path: node.to_string(),
-        host_path: tree.host(node),
-        permissions: "rw".to_string(),
-    }
-}
-
 fn procfs_plugin(tree: &FakeTree, config: &NvidiaConfig) -> NvidiaPlugin {
     let (plugin, status) = NvidiaPlugin::discover(&HostRoot::new(tree.root()), config).unwrap();
     assert!(!status.loaded, "a fake tree never uses the host's NVML");
@@ -86,11 +78,10 @@ async fn procfs_discovery_advertises_uuids_and_allocates_exact_nodes() {
     let one = plugin.allocate(&[GPU1.to_string()]).await.unwrap();
     assert_eq!(
         one.devices,
-        vec![
-            spec(&tree, "/dev/nvidiactl"),
-            spec(&tree, "/dev/nvidia-uvm"),
-            spec(&tree, "/dev/nvidia1")
-        ]
+        specs(
+            &tree,
+            &["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia1"]
+        )
     );
     assert_eq!(one.envs.len(), 1);
     assert_eq!(one.envs["NVIDIA_VISIBLE_DEVICES"], GPU1);
@@ -106,14 +97,17 @@ async fn procfs_discovery_advertises_uuids_and_allocates_exact_nodes() {
         .unwrap();
     assert_eq!(
         both.devices,
-        vec![
-            spec(&tree, "/dev/nvidiactl"),
-            spec(&tree, "/dev/nvidia-uvm"),
-            spec(&tree, "/dev/nvidia-uvm-tools"),
-            spec(&tree, "/dev/nvidia-modeset"),
-            spec(&tree, "/dev/nvidia1"),
-            spec(&tree, "/dev/nvidia0"),
-        ]
+        specs(
+            &tree,
+            &[
+                "/dev/nvidiactl",
+                "/dev/nvidia-uvm",
+                "/dev/nvidia-uvm-tools",
+                "/dev/nvidia-modeset",
+                "/dev/nvidia1",
+                "/dev/nvidia0",
+            ]
+        )
     );
     assert_eq!(
         both.envs["NVIDIA_VISIBLE_DEVICES"],
@@ -147,13 +141,7 @@ fn procfs_gpu_without_its_node_is_not_advertised() {
     let tree = two_gpu_tree();
     tree.remove("/dev/nvidia1");
     let plugin = procfs_plugin(&tree, &NvidiaConfig::default());
-    let ids: Vec<String> = plugin
-        .devices()
-        .borrow()
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
-    assert_eq!(ids, [GPU0]);
+    assert_eq!(ids(&plugin), [GPU0]);
 
     let empty = FakeTree::new();
     let (none, _) =
@@ -241,11 +229,10 @@ async fn nvml_discovery_time_slicing_replicas_and_labels() {
         .unwrap();
     assert_eq!(
         allocation.devices,
-        vec![
-            spec(&tree, "/dev/nvidiactl"),
-            spec(&tree, "/dev/nvidia-uvm"),
-            spec(&tree, "/dev/nvidia0")
-        ]
+        specs(
+            &tree,
+            &["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia0"]
+        )
     );
     assert_eq!(allocation.envs["NVIDIA_VISIBLE_DEVICES"], GPU0);
 
@@ -272,14 +259,6 @@ async fn nvml_discovery_time_slicing_replicas_and_labels() {
     );
 }
 
-fn nvidia_plugin(plugins: &[Arc<dyn DevicePlugin>]) -> Arc<dyn DevicePlugin> {
-    plugins
-        .iter()
-        .find(|p| p.resource_name() == "nvidia.com/gpu")
-        .cloned()
-        .expect("nvidia.com/gpu plugin")
-}
-
 fn start(
     tree: &FakeTree,
     nvidia: NvidiaConfig,
@@ -288,16 +267,9 @@ fn start(
         nvidia,
         ..BuiltinConfig::default()
     };
-    let plugin = nvidia_plugin(&discover_builtin(tree.root(), &config));
+    let plugin = find_plugin(&discover_builtin(tree.root(), &config), "nvidia.com/gpu");
     let events = plugin.health_events().expect("health events");
     (plugin, events)
-}
-
-async fn next_event(events: &mut broadcast::Receiver<HealthEvent>) -> HealthEvent {
-    tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("a health event within 10 s")
-        .expect("event channel open")
 }
 
 async fn no_event(events: &mut broadcast::Receiver<HealthEvent>, nvml: &FakeNvml) {

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use kedge_devices::api::v1beta1;
 use kedge_devices::{
-    DeviceManager, DeviceManagerConfig, DeviceSpec, MountSpec, NodeDevices, RegistrationConfig,
-    RegistrationServer,
+    DeviceHealthEvent, DeviceManager, DeviceManagerConfig, DeviceSpec, MountSpec, NodeDevices,
+    RegistrationConfig, RegistrationServer,
 };
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use widget::{WidgetConfig, WidgetError, WidgetPlugin, RESOURCE as WIDGET};
 
 async fn wait_for(
@@ -35,6 +35,47 @@ async fn wait_for(
     );
 }
 
+/// The Registration service's configuration under `root`.
+fn registration(root: &Path) -> RegistrationConfig {
+    RegistrationConfig {
+        kubelet_root: root.join("kubelet"),
+    }
+}
+
+/// An agent's device manager (its data in `root/<data>`) with its
+/// Registration service started.
+async fn start_agent(
+    root: &Path,
+    data: &str,
+    registration: &RegistrationConfig,
+) -> (DeviceManager, RegistrationServer) {
+    let manager =
+        DeviceManager::open(DeviceManagerConfig::for_data_dir(&root.join(data))).expect("manager");
+    let server = RegistrationServer::start(registration, manager.clone())
+        .await
+        .expect("registration service");
+    (manager, server)
+}
+
+/// The device IDs of the next health events that `wanted` picks, until three
+/// (or none for 2 s), sorted.
+async fn three_widgets(
+    events: &mut broadcast::Receiver<DeviceHealthEvent>,
+    wanted: impl Fn(&DeviceHealthEvent) -> bool,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_secs(2), events.recv()).await {
+        if wanted(&event) {
+            ids.push(event.device_id);
+        }
+        if ids.len() == 3 {
+            break;
+        }
+    }
+    ids.sort();
+    ids
+}
+
 fn widget_config(root: &Path, registration: &RegistrationConfig) -> WidgetConfig {
     let mut config = WidgetConfig::new(
         &registration.socket_dir(),
@@ -48,14 +89,8 @@ fn widget_config(root: &Path, registration: &RegistrationConfig) -> WidgetConfig
 #[tokio::test]
 async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed() {
     let root = tempfile::tempdir().expect("temp dir");
-    let registration = RegistrationConfig {
-        kubelet_root: root.path().join("kubelet"),
-    };
-    let manager = DeviceManager::open(DeviceManagerConfig::for_data_dir(&root.path().join("data")))
-        .expect("manager");
-    let server = RegistrationServer::start(&registration, manager.clone())
-        .await
-        .expect("registration service");
+    let registration = registration(root.path());
+    let (manager, server) = start_agent(root.path(), "data", &registration).await;
     assert_eq!(
         server.socket_path(),
         root.path().join("kubelet/device-plugins/kubelet.sock")
@@ -188,16 +223,10 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
             .is_some_and(|r| r.capacity == 3 && r.allocatable == 0 && !r.plugin_connected)
     })
     .await;
-    let mut lost = Vec::new();
-    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_secs(2), events.recv()).await {
-        if !event.healthy && event.reason.starts_with("device plugin lost") {
-            lost.push(event.device_id);
-        }
-        if lost.len() == 3 {
-            break;
-        }
-    }
-    lost.sort();
+    let lost = three_widgets(&mut events, |event| {
+        !event.healthy && event.reason.starts_with("device plugin lost")
+    })
+    .await;
     assert_eq!(lost, ["widget-0", "widget-1", "widget-2"]);
     assert_eq!(manager.pods_on_device(WIDGET, "widget-2"), ["pod-1"]);
 
@@ -212,17 +241,13 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
             .is_some_and(|r| r.allocatable == 3 && r.plugin_connected)
     })
     .await;
-    let mut back = Vec::new();
-    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_secs(2), events.recv()).await {
+    let back = three_widgets(&mut events, |event| {
         if event.healthy {
             assert_eq!(event.reason, "its device plugin registered again");
-            back.push(event.device_id);
         }
-        if back.len() == 3 {
-            break;
-        }
-    }
-    back.sort();
+        event.healthy
+    })
+    .await;
     assert_eq!(back, ["widget-0", "widget-1", "widget-2"]);
     assert_eq!(manager.pods_on_device(WIDGET, "widget-2"), ["pod-1"]);
 
@@ -235,14 +260,8 @@ async fn an_external_plugin_registers_serves_allocations_and_is_lost_when_killed
 #[tokio::test]
 async fn the_plugin_registers_again_when_the_registration_service_restarts() {
     let root = tempfile::tempdir().expect("temp dir");
-    let registration = RegistrationConfig {
-        kubelet_root: root.path().join("kubelet"),
-    };
-    let first = DeviceManager::open(DeviceManagerConfig::for_data_dir(&root.path().join("a")))
-        .expect("manager");
-    let server = RegistrationServer::start(&registration, first.clone())
-        .await
-        .expect("registration service");
+    let registration = registration(root.path());
+    let (first, server) = start_agent(root.path(), "a", &registration).await;
     let config = widget_config(root.path(), &registration);
     let plugin = WidgetPlugin::start(config.clone())
         .await
@@ -256,11 +275,7 @@ async fn the_plugin_registers_again_when_the_registration_service_restarts() {
     // The agent restarts: kubelet.sock goes, a new one comes (and the new
     // service removes the plugin's socket as stale).
     server.shutdown().await;
-    let second = DeviceManager::open(DeviceManagerConfig::for_data_dir(&root.path().join("b")))
-        .expect("manager");
-    let server = RegistrationServer::start(&registration, second.clone())
-        .await
-        .expect("registration service again");
+    let (second, server) = start_agent(root.path(), "b", &registration).await;
     let mut registrations = plugin.registrations();
     let again = tokio::time::timeout(Duration::from_secs(10), registrations.wait_for(|n| *n >= 2))
         .await

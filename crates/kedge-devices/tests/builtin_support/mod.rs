@@ -1,6 +1,7 @@
 //! Fake host trees for the built-in plugin tests: sysfs and procfs files,
 //! and device nodes made with mknod when the tests run as root (CI), plain
-//! files otherwise (the plugins only need the node to exist).
+//! files otherwise (the plugins only need the node to exist); and the
+//! helpers the plugin tests share.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,12 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use kedge_devices::builtin::{discover_builtin, BuiltinConfig};
+use kedge_devices::{DevicePlugin, DeviceSpec, HealthEvent};
+use tokio::sync::broadcast;
 
 pub struct FakeTree {
     dir: tempfile::TempDir,
@@ -107,4 +113,55 @@ impl FakeTree {
             path.display()
         );
     }
+}
+
+/// What a plugin injects for `node` of `tree`: the node at its own path in
+/// the container, read-write.
+pub fn spec(tree: &FakeTree, node: &str) -> DeviceSpec {
+    DeviceSpec {
+        container_path: node.to_string(),
+        host_path: tree.host(node),
+        permissions: "rw".to_string(),
+    }
+}
+
+/// [`spec`] for each of `nodes`, in order.
+pub fn specs(tree: &FakeTree, nodes: &[&str]) -> Vec<DeviceSpec> {
+    nodes.iter().map(|node| spec(tree, node)).collect()
+}
+
+/// The IDs a plugin advertises, in order.
+pub fn ids(plugin: &dyn DevicePlugin) -> Vec<String> {
+    plugin
+        .devices()
+        .borrow()
+        .iter()
+        .map(|d| d.id.clone())
+        .collect()
+}
+
+/// The built-in plugins found in `tree`, rescanning it every 30 ms.
+pub fn discover_rescanning(tree: &FakeTree) -> Vec<Arc<dyn DevicePlugin>> {
+    let config = BuiltinConfig {
+        rescan_interval: Duration::from_millis(30),
+        ..BuiltinConfig::default()
+    };
+    discover_builtin(tree.root(), &config)
+}
+
+/// The plugin advertising `resource` among `plugins`.
+pub fn find_plugin(plugins: &[Arc<dyn DevicePlugin>], resource: &str) -> Arc<dyn DevicePlugin> {
+    plugins
+        .iter()
+        .find(|p| p.resource_name() == resource)
+        .cloned()
+        .unwrap_or_else(|| panic!("{resource} plugin"))
+}
+
+/// The next health event, within 10 s.
+pub async fn next_event(events: &mut broadcast::Receiver<HealthEvent>) -> HealthEvent {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("a health event within 10 s")
+        .expect("event channel open")
 }
