@@ -30,7 +30,8 @@ pub(crate) fn expires_before(cert: &X509Certificate<'_>, deadline: SystemTime) -
     cert.validity().not_after.timestamp() < unix_seconds(deadline)
 }
 
-fn unix_seconds(t: SystemTime) -> i64 {
+/// Seconds since the Unix epoch (negative before it).
+pub fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_secs())

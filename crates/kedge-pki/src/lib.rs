@@ -37,8 +37,8 @@ pub use cluster::{
 pub use error::{Error, Result};
 pub use identity::{identity_from_cert, Identity};
 pub use inspect::{
-    certificates_in, expires_within, format_rfc3339, format_table_time, CertificateInfo,
-    CertificateStatus, CERTIFICATE_RENEW_BEFORE,
+    certificates_in, expires_within, format_rfc3339, format_table_time, unix_seconds,
+    CertificateInfo, CertificateStatus, CERTIFICATE_RENEW_BEFORE,
 };
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
 pub use kubelet::{

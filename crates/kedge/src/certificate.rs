@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -189,7 +189,7 @@ struct Row {
 fn check(args: &CheckArgs) -> Result<()> {
     let services = services(&args.data_dir, &args.service, true)?;
     let now = SystemTime::now();
-    let now_unix = unix(now);
+    let now_unix = kedge_pki::unix_seconds(now);
     let mut rows = Vec::new();
     for service in &services {
         for file in files_for(&args.data_dir, service) {
@@ -374,12 +374,6 @@ fn humanize(seconds: i64) -> String {
     format!("{count} {unit}{plural}{ago}")
 }
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn rotate(args: &RotateArgs) -> Result<()> {
     let data_dir = &args.data_dir;
     let db = crate::backup::db_path(data_dir);
@@ -455,7 +449,7 @@ fn backup_dir(data_dir: &Path) -> Result<PathBuf> {
     } else {
         data_dir.join("agent")
     };
-    let stamp = unix(SystemTime::now());
+    let stamp = kedge_pki::unix_seconds(SystemTime::now());
     for n in 0..100 {
         let name = if n == 0 {
             format!("tls-{stamp}")
@@ -652,7 +646,7 @@ mod tests {
                 rows.push(Row {
                     filename: file.to_string(),
                     status: info.status(now, CERTIFICATE_RENEW_BEFORE),
-                    residual: info.not_after - unix(now),
+                    residual: info.not_after - kedge_pki::unix_seconds(now),
                     info,
                 });
             }
