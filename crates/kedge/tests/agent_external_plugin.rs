@@ -171,13 +171,7 @@ fn look(c: &Cluster, pod: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The object's status condition of that type (Null if none).
-fn condition<'a>(object: &'a Value, kind: &str) -> &'a Value {
-    object["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
+use common::condition_or_null as condition;
 
 async fn node(c: &Cluster) -> Value {
     let client = c.server.client().await;

@@ -9,20 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{skip, tail, Cluster, BUSYBOX};
-use common::{get_json, post_json, raw, wait_for, TestServer};
+use common::cluster::{tail, Cluster, BUSYBOX};
+use common::{condition, get_json, kubectl, post_json, raw, wait_for, TestServer};
 use serde_json::{json, Value};
 
 const NS: &str = "default";
-
-fn kubectl(s: &TestServer, minor: u32, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"))
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
-        .args(args)
-        .output()
-        .expect("run kubectl")
-}
 
 async fn job(c: &kube::Client, name: &str) -> Value {
     get_json(c, &format!("/apis/batch/v1/namespaces/{NS}/jobs/{name}"))
@@ -45,15 +36,23 @@ fn name(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap_or("").to_string()
 }
 
-fn condition<'a>(v: &'a Value, t: &str) -> Option<&'a Value> {
-    v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == t)
-}
-
 fn has_true(v: &Value, t: &str) -> bool {
     condition(v, t).is_some_and(|c| c["status"] == "True")
+}
+
+/// Waits up to `secs` for the Job's `type_` condition to be True; the Job.
+async fn wait_job_condition(
+    s: &TestServer,
+    c: &kube::Client,
+    name: &str,
+    type_: &str,
+    secs: u64,
+) -> Value {
+    wait_for(s, type_, Duration::from_secs(secs), || async {
+        let j = job(c, name).await;
+        has_true(&j, type_).then_some(j)
+    })
+    .await
 }
 
 async fn patch_status(c: &kube::Client, pod: &str, status: Value) {
@@ -228,11 +227,7 @@ async fn job_runs_completions_with_parallelism_and_tracking_finalizers() {
     for p in &third {
         finish_pod(&c, &name(p), 0).await;
     }
-    let j = wait_for(&s, "Complete", Duration::from_secs(10), || async {
-        let j = job(&c, "work").await;
-        has_true(&j, "Complete").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "work", "Complete", 10).await;
     for w in waiters {
         let out = w.join().expect("kubectl thread");
         assert!(
@@ -287,11 +282,7 @@ async fn job_fails_past_backoff_limit_and_counts_each_failure_once() {
         .find(|p| name(p) != name(&first[0]))
         .expect("new pod");
     finish_pod(&c, &name(replacement), 2).await;
-    let j = wait_for(&s, "Failed", Duration::from_secs(10), || async {
-        let j = job(&c, "flaky").await;
-        has_true(&j, "Failed").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "flaky", "Failed", 10).await;
     assert_eq!(j["status"]["failed"], json!(2));
     let target = condition(&j, "FailureTarget").expect("FailureTarget first");
     assert_eq!(target["reason"], json!("BackoffLimitExceeded"));
@@ -373,11 +364,7 @@ async fn indexed_job_pods_carry_their_index() {
     })
     .await;
     finish_pod(&c, &name(&retried), 0).await;
-    let j = wait_for(&s, "Complete", Duration::from_secs(10), || async {
-        let j = job(&c, "idx").await;
-        has_true(&j, "Complete").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "idx", "Complete", 10).await;
     assert_eq!(j["status"]["completedIndexes"], json!("0-2"));
     assert_eq!(j["status"]["succeeded"], json!(3));
     assert_eq!(j["status"]["failed"], json!(1));
@@ -407,11 +394,7 @@ async fn pod_failure_policy_ignores_and_fails_fast() {
     let j = job(&c, "pfp").await;
     assert_eq!(j["status"]["failed"].as_i64().unwrap_or(0), 0, "{j:#}");
     finish_pod(&c, &name(&second), 42).await;
-    let j = wait_for(&s, "Failed", Duration::from_secs(10), || async {
-        let j = job(&c, "pfp").await;
-        has_true(&j, "Failed").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "pfp", "Failed", 10).await;
     let failed = condition(&j, "Failed").expect("Failed");
     assert_eq!(failed["reason"], json!("PodFailurePolicy"));
     assert_eq!(
@@ -436,11 +419,7 @@ async fn active_deadline_fails_the_job_and_removes_its_pods() {
     .await;
     active_pods(&s, &c, "slow", 2).await;
     let t0 = Instant::now();
-    let j = wait_for(&s, "Failed", Duration::from_secs(10), || async {
-        let j = job(&c, "slow").await;
-        has_true(&j, "Failed").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "slow", "Failed", 10).await;
     assert!(
         t0.elapsed() < Duration::from_secs(5),
         "deadline acted after {:?}",
@@ -475,11 +454,7 @@ async fn suspend_and_resume() {
         json!({"suspend": true, "parallelism": 2, "completions": 4}),
     )
     .await;
-    let j = wait_for(&s, "Suspended", Duration::from_secs(5), || async {
-        let j = job(&c, "later").await;
-        has_true(&j, "Suspended").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "later", "Suspended", 5).await;
     assert_eq!(
         condition(&j, "Suspended").map(|c| c["reason"].clone()),
         Some(json!("JobSuspended"))
@@ -540,11 +515,7 @@ async fn finished_job_is_deleted_after_its_ttl() {
     create_job(&c, "brief", json!({"ttlSecondsAfterFinished": 1})).await;
     let pods = active_pods(&s, &c, "brief", 1).await;
     finish_pod(&c, &name(&pods[0]), 0).await;
-    let j = wait_for(&s, "Complete", Duration::from_secs(5), || async {
-        let j = job(&c, "brief").await;
-        has_true(&j, "Complete").then_some(j)
-    })
-    .await;
+    let j = wait_job_condition(&s, &c, "brief", "Complete", 5).await;
     let completed: jiff::Timestamp = j["status"]["completionTime"]
         .as_str()
         .and_then(|t| t.parse().ok())
@@ -837,20 +808,17 @@ async fn kubectl_create_job_from_cronjob() {
 // machine whose shared target dir leaves under 15% of the disk free gets
 // that taint, and these tests are not about it.
 
-#[tokio::test]
-async fn real_job_runs_busybox_to_completion() {
-    if skip("real_job_runs_busybox_to_completion") {
-        return;
-    }
-    let cl = Cluster::start().await;
-    cl.apply(&format!(
+/// A Job `name` of busybox pods running `sh -c SCRIPT`, two at a time,
+/// that tolerate disk pressure; `extra_spec` goes on in its spec.
+fn busybox_job(name: &str, completions: u32, extra_spec: &str, script: &str) -> String {
+    format!(
         r#"
 apiVersion: batch/v1
 kind: Job
-metadata: {{name: real}}
+metadata: {{name: {name}}}
 spec:
-  completions: 3
-  parallelism: 2
+  completions: {completions}
+  parallelism: 2{extra_spec}
   template:
     spec:
       restartPolicy: Never
@@ -858,18 +826,24 @@ spec:
       containers:
       - name: main
         image: {BUSYBOX}
-        command: ["sh", "-c", "echo done; sleep 1"]
+        command: ["sh", "-c", "{script}"]
 "#
-    ));
-    let out = cl.kubectl(
-        33,
-        &[
-            "wait",
-            "--for=condition=complete",
-            "job/real",
-            "--timeout=90s",
-        ],
-    );
+    )
+}
+
+/// `kubectl wait --for=condition=complete JOB TIMEOUT`.
+fn wait_complete(cl: &Cluster, minor: u32, job: &str, timeout: &str) -> std::process::Output {
+    cl.kubectl(minor, &["wait", "--for=condition=complete", job, timeout])
+}
+
+#[tokio::test]
+async fn real_job_runs_busybox_to_completion() {
+    let Some(cl) = Cluster::start_unless_skipped("real_job_runs_busybox_to_completion").await
+    else {
+        return;
+    };
+    cl.apply(&busybox_job("real", 3, "", "echo done; sleep 1"));
+    let out = wait_complete(&cl, 33, "job/real", "--timeout=90s");
     let c = cl.server.client().await;
     let j = job(&c, "real").await;
     assert!(
@@ -879,15 +853,7 @@ spec:
         tail(&cl.server.log(), 60)
     );
     assert_eq!(j["status"]["succeeded"], json!(3));
-    let out = cl.kubectl(
-        27,
-        &[
-            "wait",
-            "--for=condition=complete",
-            "job/real",
-            "--timeout=5s",
-        ],
-    );
+    let out = wait_complete(&cl, 27, "job/real", "--timeout=5s");
     assert!(
         out.status.success(),
         "{}",
@@ -901,34 +867,13 @@ spec:
 
     // Indexed: each pod sees its index in JOB_COMPLETION_INDEX and its
     // hostname.
-    cl.apply(&format!(
-        r#"
-apiVersion: batch/v1
-kind: Job
-metadata: {{name: indexed}}
-spec:
-  completions: 2
-  parallelism: 2
-  completionMode: Indexed
-  template:
-    spec:
-      restartPolicy: Never
-      tolerations: [{{key: node.kubernetes.io/disk-pressure, operator: Exists, effect: NoSchedule}}]
-      containers:
-      - name: main
-        image: {BUSYBOX}
-        command: ["sh", "-c", "echo index=$JOB_COMPLETION_INDEX host=$(hostname)"]
-"#
+    cl.apply(&busybox_job(
+        "indexed",
+        2,
+        "\n  completionMode: Indexed",
+        "echo index=$JOB_COMPLETION_INDEX host=$(hostname)",
     ));
-    let out = cl.kubectl(
-        33,
-        &[
-            "wait",
-            "--for=condition=complete",
-            "job/indexed",
-            "--timeout=90s",
-        ],
-    );
+    let out = wait_complete(&cl, 33, "job/indexed", "--timeout=90s");
     assert!(
         out.status.success(),
         "{}",
@@ -945,10 +890,10 @@ spec:
 
 #[tokio::test]
 async fn real_cronjob_creates_a_job_that_completes() {
-    if skip("real_cronjob_creates_a_job_that_completes") {
+    let Some(cl) = Cluster::start_unless_skipped("real_cronjob_creates_a_job_that_completes").await
+    else {
         return;
-    }
-    let cl = Cluster::start().await;
+    };
     cl.apply(&format!(
         r#"
 apiVersion: batch/v1

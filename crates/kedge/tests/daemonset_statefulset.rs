@@ -11,21 +11,12 @@ mod simnode;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{is_ready, skip, tail, Cluster, BUSYBOX};
-use common::{get_json, post_json, raw, wait_for, TestServer};
+use common::cluster::{is_ready, tail, Cluster, BUSYBOX};
+use common::{get_json, kubectl, post_json, raw, wait_for, TestServer};
 use serde_json::{json, Value};
 use simnode::{merge_patch, set_pod_status, SimNode};
 
 const NS: &str = "default";
-
-fn kubectl(s: &TestServer, minor: u32, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"))
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
-        .args(args)
-        .output()
-        .expect("run kubectl")
-}
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -721,10 +712,11 @@ async fn statefulset_parallel_and_partitioned_rolling_update() {
 
 #[tokio::test]
 async fn real_daemonset_and_ordered_statefulset_on_the_node() {
-    if skip("real_daemonset_and_ordered_statefulset_on_the_node") {
+    let Some(cl) =
+        Cluster::start_unless_skipped("real_daemonset_and_ordered_statefulset_on_the_node").await
+    else {
         return;
-    }
-    let cl = Cluster::start().await;
+    };
     cl.apply(&format!(
         r#"
 apiVersion: apps/v1

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get_json, raw, TestServer};
+use common::{condition_or_null, get_json, raw, TestServer};
 use serde_json::{json, Value};
 
 const IMAGE: &str = "kedge.local/busybox";
@@ -59,6 +59,40 @@ fn ok(server: &TestServer, o: std::process::Output, what: &str) -> String {
         common::cluster::tail(&server.log(), 40)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs kubectl and asserts that it succeeded; its stdout.
+#[track_caller]
+fn run(server: &TestServer, minor: u32, args: &[&str], what: &str) -> String {
+    ok(server, kubectl(server, minor, args), what)
+}
+
+/// `kubectl apply -f -` with `yaml`, asserted to succeed.
+#[track_caller]
+fn apply(server: &TestServer, minor: u32, yaml: &str, what: &str) -> String {
+    ok(
+        server,
+        kubectl_stdin(server, minor, &["apply", "-f", "-"], yaml),
+        what,
+    )
+}
+
+/// `kubectl -n NS rollout status TARGET TIMEOUT`, asserted to succeed.
+#[track_caller]
+fn rollout_status(
+    server: &TestServer,
+    minor: u32,
+    ns: &str,
+    target: &str,
+    timeout: &str,
+    what: &str,
+) -> String {
+    run(
+        server,
+        minor,
+        &["-n", ns, "rollout", "status", target, timeout],
+        what,
+    )
 }
 
 /// Plays the kubelet for every pod: Running and Ready (unless its first
@@ -160,13 +194,6 @@ fn revision(obj: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn condition<'a>(obj: &'a Value, type_: &str) -> &'a Value {
-    obj["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .unwrap_or(&Value::Null)
-}
-
 fn image_of(rs: &Value) -> &str {
     rs["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
@@ -200,50 +227,31 @@ spec:
 async fn rollout_cycle(server: &TestServer, minor: u32) {
     let ns = format!("rollout-{minor}");
     let dpath = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-    ok(
-        server,
-        kubectl(server, minor, &["create", "namespace", &ns]),
-        "create ns",
-    );
+    run(server, minor, &["create", "namespace", &ns], "create ns");
     let strategy =
         "  strategy:\n    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}";
     let yaml = deployment_yaml(&ns, "web", 3, &format!("{IMAGE}:1"), strategy);
-    ok(
+    apply(server, minor, &yaml, "apply");
+    let status = rollout_status(
         server,
-        kubectl_stdin(server, minor, &["apply", "-f", "-"], &yaml),
-        "apply",
-    );
-    let status = ok(
-        server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=60s",
-            ],
-        ),
+        minor,
+        &ns,
+        "deployment/web",
+        "--timeout=60s",
         "rollout status",
     );
     assert!(status.contains("successfully rolled out"), "{status}");
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "wait",
-                "--for=condition=Available",
-                "deployment/web",
-                "--timeout=30s",
-            ],
-        ),
+        minor,
+        &[
+            "-n",
+            &ns,
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=30s",
+        ],
         "kubectl wait Available",
     );
 
@@ -275,13 +283,13 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         rs1["spec"]["selector"]["matchLabels"]["pod-template-hash"],
         hash
     );
-    let avail = condition(&d, "Available");
+    let avail = condition_or_null(&d, "Available");
     assert_eq!(
         (avail["status"].as_str(), avail["reason"].as_str()),
         (Some("True"), Some("MinimumReplicasAvailable"))
     );
     assert_eq!(avail["message"], "Deployment has minimum availability.");
-    let progressing = condition(&d, "Progressing");
+    let progressing = condition_or_null(&d, "Progressing");
     assert_eq!(progressing["reason"], "NewReplicaSetAvailable");
     assert_eq!(
         progressing["message"],
@@ -327,36 +335,25 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
     }
 
     // A new image rolls out as revision 2; the old ReplicaSet goes to 0.
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "set",
-                "image",
-                "deployment/web",
-                &format!("c={IMAGE}:2"),
-            ],
-        ),
+        minor,
+        &[
+            "-n",
+            &ns,
+            "set",
+            "image",
+            "deployment/web",
+            &format!("c={IMAGE}:2"),
+        ],
         "set image",
     );
-    ok(
+    rollout_status(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=60s",
-            ],
-        ),
+        minor,
+        &ns,
+        "deployment/web",
+        "--timeout=60s",
         "rollout status 2",
     );
     let (_, d) = get_json(&client, &dpath).await;
@@ -370,13 +367,10 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "2"
     );
-    let history = ok(
+    let history = run(
         server,
-        kubectl(
-            server,
-            minor,
-            &["-n", &ns, "rollout", "history", "deployment/web"],
-        ),
+        minor,
+        &["-n", &ns, "rollout", "history", "deployment/web"],
         "history",
     );
     let revs: Vec<&str> = history
@@ -385,55 +379,41 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         .filter(|w| w.parse::<u32>().is_ok())
         .collect();
     assert_eq!(revs, ["1", "2"], "{history}");
-    let rev1 = ok(
+    let rev1 = run(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "history",
-                "deployment/web",
-                "--revision=1",
-            ],
-        ),
+        minor,
+        &[
+            "-n",
+            &ns,
+            "rollout",
+            "history",
+            "deployment/web",
+            "--revision=1",
+        ],
         "history rev 1",
     );
     assert!(rev1.contains(&format!("{IMAGE}:1")), "{rev1}");
 
     // Undo to revision 1: its ReplicaSet becomes revision 3 and remembers 1.
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "undo",
-                "deployment/web",
-                "--to-revision=1",
-            ],
-        ),
+        minor,
+        &[
+            "-n",
+            &ns,
+            "rollout",
+            "undo",
+            "deployment/web",
+            "--to-revision=1",
+        ],
         "undo",
     );
-    ok(
+    rollout_status(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=60s",
-            ],
-        ),
+        minor,
+        &ns,
+        "deployment/web",
+        "--timeout=60s",
         "rollout status undo",
     );
     let (_, d) = get_json(&client, &dpath).await;
@@ -459,29 +439,23 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
     );
 
     // Pause: a template change makes no ReplicaSet until resumed.
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &["-n", &ns, "rollout", "pause", "deployment/web"],
-        ),
+        minor,
+        &["-n", &ns, "rollout", "pause", "deployment/web"],
         "pause",
     );
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "set",
-                "image",
-                "deployment/web",
-                &format!("c={IMAGE}:3"),
-            ],
-        ),
+        minor,
+        &[
+            "-n",
+            &ns,
+            "set",
+            "image",
+            "deployment/web",
+            &format!("c={IMAGE}:3"),
+        ],
         "set image paused",
     );
     let d = wait_json(
@@ -490,14 +464,14 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         Duration::from_secs(10),
         "paused condition",
         |d| {
-            condition(d, "Progressing")["reason"] == "DeploymentPaused"
+            condition_or_null(d, "Progressing")["reason"] == "DeploymentPaused"
                 && d["status"]["observedGeneration"] == d["metadata"]["generation"]
         },
     )
     .await;
-    assert_eq!(condition(&d, "Progressing")["status"], "Unknown");
+    assert_eq!(condition_or_null(&d, "Progressing")["status"], "Unknown");
     assert_eq!(
-        condition(&d, "Progressing")["message"],
+        condition_or_null(&d, "Progressing")["message"],
         "Deployment is paused"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -506,29 +480,18 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         rss.iter().all(|r| image_of(r) != format!("{IMAGE}:3")),
         "no rollout while paused"
     );
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &["-n", &ns, "rollout", "resume", "deployment/web"],
-        ),
+        minor,
+        &["-n", &ns, "rollout", "resume", "deployment/web"],
         "resume",
     );
-    ok(
+    rollout_status(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=60s",
-            ],
-        ),
+        minor,
+        &ns,
+        "deployment/web",
+        "--timeout=60s",
         "rollout status resumed",
     );
     let (_, d) = get_json(&client, &dpath).await;
@@ -537,29 +500,18 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
     assert_eq!(revision(rss.last().unwrap()), 4);
 
     // Restart: a template annotation, so a new ReplicaSet.
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &["-n", &ns, "rollout", "restart", "deployment/web"],
-        ),
+        minor,
+        &["-n", &ns, "rollout", "restart", "deployment/web"],
         "restart",
     );
-    ok(
+    rollout_status(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=60s",
-            ],
-        ),
+        minor,
+        &ns,
+        "deployment/web",
+        "--timeout=60s",
         "rollout status restart",
     );
     let (_, d) = get_json(&client, &dpath).await;
@@ -579,20 +531,17 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
 
     // Proportional scaling mid-rollout: a stuck rollout has old 3 + new 1
     // (maxSurge 1); scaling to 6 (max 7) adds 2 to old and 1 to new.
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "set",
-                "image",
-                "deployment/web",
-                &format!("c={IMAGE}:stuck"),
-            ],
-        ),
+        minor,
+        &[
+            "-n",
+            &ns,
+            "set",
+            "image",
+            "deployment/web",
+            &format!("c={IMAGE}:stuck"),
+        ],
         "set stuck image",
     );
     wait_json(
@@ -607,13 +556,10 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         },
     )
     .await;
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &["-n", &ns, "scale", "deployment/web", "--replicas=6"],
-        ),
+        minor,
+        &["-n", &ns, "scale", "deployment/web", "--replicas=6"],
         "scale",
     );
     let d = wait_json(
@@ -657,33 +603,22 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
     assert_eq!(d["status"]["unavailableReplicas"], 2);
     // maxUnavailable 0: 5 available of 6 is below the minimum.
     assert_eq!(
-        condition(&d, "Available")["reason"],
+        condition_or_null(&d, "Available")["reason"],
         "MinimumReplicasUnavailable"
     );
     // Undo the stuck rollout: back to 6 healthy replicas.
-    ok(
+    run(
         server,
-        kubectl(
-            server,
-            minor,
-            &["-n", &ns, "rollout", "undo", "deployment/web"],
-        ),
+        minor,
+        &["-n", &ns, "rollout", "undo", "deployment/web"],
         "undo stuck",
     );
-    ok(
+    rollout_status(
         server,
-        kubectl(
-            server,
-            minor,
-            &[
-                "-n",
-                &ns,
-                "rollout",
-                "status",
-                "deployment/web",
-                "--timeout=60s",
-            ],
-        ),
+        minor,
+        &ns,
+        "deployment/web",
+        "--timeout=60s",
         "rollout status after undo",
     );
     let (_, d) = get_json(&client, &dpath).await;
@@ -705,11 +640,7 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
     let server = TestServer::start(&[]).await;
     let kubelet = fake_kubelet(server.client().await);
     let ns = "misc";
-    ok(
-        &server,
-        kubectl(&server, 33, &["create", "namespace", ns]),
-        "create ns",
-    );
+    run(&server, 33, &["create", "namespace", ns], "create ns");
     let client = server.client().await;
 
     // A rollout that never becomes ready times out with upstream's words,
@@ -721,21 +652,17 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
         &format!("{IMAGE}:stuck"),
         "  progressDeadlineSeconds: 2",
     );
-    ok(
-        &server,
-        kubectl_stdin(&server, 33, &["apply", "-f", "-"], &yaml),
-        "apply slow",
-    );
+    apply(&server, 33, &yaml, "apply slow");
     let d = wait_json(
         &server,
         &format!("/apis/apps/v1/namespaces/{ns}/deployments/slow"),
         Duration::from_secs(20),
         "deadline exceeded",
-        |d| condition(d, "Progressing")["reason"] == "ProgressDeadlineExceeded",
+        |d| condition_or_null(d, "Progressing")["reason"] == "ProgressDeadlineExceeded",
     )
     .await;
     let rss = replica_sets(&server, ns, &d).await;
-    let c = condition(&d, "Progressing");
+    let c = condition_or_null(&d, "Progressing");
     assert_eq!(c["status"], "False");
     assert_eq!(
         c["message"],
@@ -745,11 +672,11 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
         )
     );
     assert_eq!(
-        condition(&d, "Available")["reason"],
+        condition_or_null(&d, "Available")["reason"],
         "MinimumReplicasUnavailable"
     );
     assert_eq!(
-        condition(&d, "Available")["message"],
+        condition_or_null(&d, "Available")["message"],
         "Deployment does not have minimum availability."
     );
     assert_eq!(d["status"]["unavailableReplicas"], 1);
@@ -775,11 +702,7 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
     // minReadySeconds: Ready pods become available only after it, with no
     // other event to wake the controllers.
     let yaml = deployment_yaml(ns, "ripe", 2, &format!("{IMAGE}:1"), "  minReadySeconds: 3");
-    ok(
-        &server,
-        kubectl_stdin(&server, 33, &["apply", "-f", "-"], &yaml),
-        "apply ripe",
-    );
+    apply(&server, 33, &yaml, "apply ripe");
     let dpath = format!("/apis/apps/v1/namespaces/{ns}/deployments/ripe");
     let started = Instant::now();
     let d = wait_json(&server, &dpath, Duration::from_secs(20), "ready", |d| {
@@ -809,42 +732,27 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
         &format!("{IMAGE}:1"),
         "  revisionHistoryLimit: 1\n  strategy: {type: Recreate}",
     );
-    ok(
+    apply(&server, 33, &yaml, "apply batch");
+    rollout_status(
         &server,
-        kubectl_stdin(&server, 33, &["apply", "-f", "-"], &yaml),
-        "apply batch",
+        33,
+        ns,
+        "deployment/batch",
+        "--timeout=60s",
+        "batch status",
     );
-    ok(
-        &server,
-        kubectl(
+    for v in 2..=4 {
+        run(
             &server,
             33,
             &[
                 "-n",
                 ns,
-                "rollout",
-                "status",
+                "set",
+                "image",
                 "deployment/batch",
-                "--timeout=60s",
+                &format!("c={IMAGE}:{v}"),
             ],
-        ),
-        "batch status",
-    );
-    for v in 2..=4 {
-        ok(
-            &server,
-            kubectl(
-                &server,
-                33,
-                &[
-                    "-n",
-                    ns,
-                    "set",
-                    "image",
-                    "deployment/batch",
-                    &format!("c={IMAGE}:{v}"),
-                ],
-            ),
             "set image",
         );
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -883,20 +791,12 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        ok(
+        rollout_status(
             &server,
-            kubectl(
-                &server,
-                33,
-                &[
-                    "-n",
-                    ns,
-                    "rollout",
-                    "status",
-                    "deployment/batch",
-                    "--timeout=60s",
-                ],
-            ),
+            33,
+            ns,
+            "deployment/batch",
+            "--timeout=60s",
             "batch status",
         );
     }
@@ -927,11 +827,7 @@ async fn replica_sets_adopt_release_and_replication_controllers() {
     let kubelet = fake_kubelet(server.client().await);
     let client = server.client().await;
     let ns = "rs";
-    ok(
-        &server,
-        kubectl(&server, 33, &["create", "namespace", ns]),
-        "create ns",
-    );
+    run(&server, 33, &["create", "namespace", ns], "create ns");
     // An orphan that matches is adopted, so only two pods are created.
     let orphan = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "orphan", "labels": {"app": "front"}},
@@ -942,11 +838,7 @@ async fn replica_sets_adopt_release_and_replication_controllers() {
     let rs = format!(
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: front, namespace: {ns}}}\nspec:\n  replicas: 3\n  selector: {{matchLabels: {{app: front}}}}\n  template:\n    metadata: {{labels: {{app: front}}}}\n    spec:\n      containers: [{{name: c, image: '{IMAGE}:1'}}]\n"
     );
-    ok(
-        &server,
-        kubectl_stdin(&server, 27, &["apply", "-f", "-"], &rs),
-        "apply rs",
-    );
+    apply(&server, 27, &rs, "apply rs");
     let rspath = format!("/apis/apps/v1/namespaces/{ns}/replicasets/front");
     let r = wait_json(&server, &rspath, Duration::from_secs(20), "rs ready", |r| {
         r["status"]["readyReplicas"] == 3
@@ -992,13 +884,10 @@ async fn replica_sets_adopt_release_and_replication_controllers() {
     )
     .await;
     // Scale down deletes not-ready pods first.
-    ok(
+    run(
         &server,
-        kubectl(
-            &server,
-            33,
-            &["-n", ns, "scale", "rs/front", "--replicas=1"],
-        ),
+        33,
+        &["-n", ns, "scale", "rs/front", "--replicas=1"],
         "scale rs",
     );
     wait_json(
@@ -1017,24 +906,17 @@ async fn replica_sets_adopt_release_and_replication_controllers() {
     let rc = format!(
         "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: legacy, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{app: legacy}}\n  template:\n    metadata: {{labels: {{app: legacy}}}}\n    spec:\n      containers: [{{name: c, image: '{IMAGE}:1'}}]\n"
     );
-    ok(
-        &server,
-        kubectl_stdin(&server, 33, &["apply", "-f", "-"], &rc),
-        "apply rc",
-    );
+    apply(&server, 33, &rc, "apply rc");
     let rcpath = format!("/api/v1/namespaces/{ns}/replicationcontrollers/legacy");
     let r = wait_json(&server, &rcpath, Duration::from_secs(20), "rc ready", |r| {
         r["status"]["availableReplicas"] == 2
     })
     .await;
     assert_eq!(r["status"]["fullyLabeledReplicas"], 2);
-    ok(
+    run(
         &server,
-        kubectl(
-            &server,
-            27,
-            &["-n", ns, "scale", "rc/legacy", "--replicas=3"],
-        ),
+        27,
+        &["-n", ns, "scale", "rc/legacy", "--replicas=3"],
         "scale rc",
     );
     wait_json(
@@ -1068,57 +950,35 @@ async fn real_pods_rollout_undo_scale_and_heal() {
     let c = common::cluster::Cluster::start().await;
     for minor in [27u32, 33] {
         let ns = format!("real-{minor}");
-        ok(
-            &c.server,
-            kubectl(&c.server, minor, &["create", "namespace", &ns]),
-            "create ns",
-        );
+        run(&c.server, minor, &["create", "namespace", &ns], "create ns");
         // The pods are placed by the scheduler.
         let yaml = format!(
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: bb, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: bb}}}}\n  template:\n    metadata: {{labels: {{app: bb}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: {img}\n        command: [sleep, '3600']\n        env: [{{name: V, value: '1'}}]\n",
             img = common::cluster::BUSYBOX,
         );
-        ok(
-            &c.server,
-            kubectl_stdin(&c.server, minor, &["apply", "-f", "-"], &yaml),
-            "apply",
-        );
+        apply(&c.server, minor, &yaml, "apply");
         let rollout = |what: &'static str| {
-            ok(
+            rollout_status(
                 &c.server,
-                kubectl(
-                    &c.server,
-                    minor,
-                    &[
-                        "-n",
-                        &ns,
-                        "rollout",
-                        "status",
-                        "deployment/bb",
-                        "--timeout=120s",
-                    ],
-                ),
+                minor,
+                &ns,
+                "deployment/bb",
+                "--timeout=120s",
                 what,
             )
         };
         assert!(rollout("first rollout").contains("successfully rolled out"));
-        ok(
+        run(
             &c.server,
-            kubectl(
-                &c.server,
-                minor,
-                &["-n", &ns, "set", "env", "deployment/bb", "V=2"],
-            ),
+            minor,
+            &["-n", &ns, "set", "env", "deployment/bb", "V=2"],
             "set env",
         );
         rollout("env rollout");
-        let history = ok(
+        let history = run(
             &c.server,
-            kubectl(
-                &c.server,
-                minor,
-                &["-n", &ns, "rollout", "history", "deployment/bb"],
-            ),
+            minor,
+            &["-n", &ns, "rollout", "history", "deployment/bb"],
             "history",
         );
         assert!(
@@ -1126,13 +986,10 @@ async fn real_pods_rollout_undo_scale_and_heal() {
                 && history.lines().any(|l| l.starts_with('2')),
             "{history}"
         );
-        ok(
+        run(
             &c.server,
-            kubectl(
-                &c.server,
-                minor,
-                &["-n", &ns, "rollout", "undo", "deployment/bb"],
-            ),
+            minor,
+            &["-n", &ns, "rollout", "undo", "deployment/bb"],
             "undo",
         );
         rollout("undo rollout");
@@ -1146,13 +1003,10 @@ async fn real_pods_rollout_undo_scale_and_heal() {
             d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
             "1"
         );
-        ok(
+        run(
             &c.server,
-            kubectl(
-                &c.server,
-                minor,
-                &["-n", &ns, "scale", "deployment/bb", "--replicas=3"],
-            ),
+            minor,
+            &["-n", &ns, "scale", "deployment/bb", "--replicas=3"],
             "scale",
         );
         rollout("scaled rollout");
@@ -1172,13 +1026,10 @@ async fn real_pods_rollout_undo_scale_and_heal() {
             .collect();
         assert_eq!(running.len(), 3, "{pods:#}");
         // A deleted pod is replaced.
-        ok(
+        run(
             &c.server,
-            kubectl(
-                &c.server,
-                minor,
-                &["-n", &ns, "delete", "pod", &running[0], "--wait=false"],
-            ),
+            minor,
+            &["-n", &ns, "delete", "pod", &running[0], "--wait=false"],
             "delete pod",
         );
         let victim = running[0].clone();
@@ -1199,13 +1050,10 @@ async fn real_pods_rollout_undo_scale_and_heal() {
             },
         )
         .await;
-        ok(
+        run(
             &c.server,
-            kubectl(
-                &c.server,
-                minor,
-                &["-n", &ns, "scale", "deployment/bb", "--replicas=0"],
-            ),
+            minor,
+            &["-n", &ns, "scale", "deployment/bb", "--replicas=0"],
             "scale to 0",
         );
     }

@@ -8,11 +8,50 @@ mod simnode;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{get_json, post_json, raw, TestServer};
+use common::{condition, get_json, post_json, raw, TestServer};
 use serde_json::{json, Value};
-use simnode::{bound_pod, condition, has_taint, merge_patch, wait_for, SimNode};
+use simnode::{bound_pod, has_taint, merge_patch, wait_for, SimNode};
 
 const PDB: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+
+/// A Running pod in `default` on `node`, labelled `app`, Ready or not.
+async fn app_pod(c: &kube::Client, name: &str, node: &str, app: &str, ready: bool) {
+    bound_pod(
+        c,
+        "default",
+        name,
+        node,
+        json!({"app": app}),
+        json!({}),
+        None,
+        ready,
+    )
+    .await;
+}
+
+/// A PodDisruptionBudget `name` over the pods labelled app=`name`, with
+/// `budget` (minAvailable or maxUnavailable) set to `n`.
+fn pdb(name: &str, budget: &str, n: i64) -> Value {
+    json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name}, "spec": {budget: n, "selector": {"matchLabels": {"app": name}}}})
+}
+
+/// Waits (10 s) until `pred` holds for the PodDisruptionBudget `name`.
+async fn wait_pdb(
+    c: &kube::Client,
+    name: &str,
+    what: &str,
+    pred: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    wait_for(
+        c,
+        &format!("{PDB}/{name}"),
+        Duration::from_secs(10),
+        what,
+        pred,
+    )
+    .await
+}
 
 fn eviction(api_version: &str, name: &str, delete_options: Option<Value>) -> Value {
     let mut e = json!({"apiVersion": api_version, "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}});
@@ -49,17 +88,12 @@ async fn eviction_honours_the_disruption_budget() {
         )
         .await;
     }
-    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "db"}, "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "db"}}}});
+    let pdb = pdb("db", "minAvailable", 3);
     let (s, v) = post_json(&c, PDB, &pdb).await;
     assert_eq!(s, 201, "{v}");
-    let st = wait_for(
-        &c,
-        &format!("{PDB}/db"),
-        Duration::from_secs(10),
-        "pdb status",
-        |_, v| v.pointer("/status/observedGeneration") == Some(&json!(1)),
-    )
+    let st = wait_pdb(&c, "db", "pdb status", |_, v| {
+        v.pointer("/status/observedGeneration") == Some(&json!(1))
+    })
     .await;
     let status = &st["status"];
     assert_eq!(
@@ -103,16 +137,10 @@ async fn eviction_honours_the_disruption_budget() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    wait_for(
-        &c,
-        &format!("{PDB}/db"),
-        Duration::from_secs(10),
-        "pdb allows one",
-        |_, v| {
-            v.pointer("/status/observedGeneration") == Some(&json!(2))
-                && v.pointer("/status/disruptionsAllowed") == Some(&json!(1))
-        },
-    )
+    wait_pdb(&c, "db", "pdb allows one", |_, v| {
+        v.pointer("/status/observedGeneration") == Some(&json!(2))
+            && v.pointer("/status/disruptionsAllowed") == Some(&json!(1))
+    })
     .await;
     // A v1beta1 body is accepted too.
     let (s, v) = evict(&c, "db-0", &eviction("policy/v1beta1", "db-0", None)).await;
@@ -131,13 +159,9 @@ async fn eviction_honours_the_disruption_budget() {
     // The budget is spent at once, before the controller catches up.
     let (s, v) = evict(&c, "db-1", &eviction("policy/v1", "db-1", None)).await;
     assert_eq!(s, 429, "{v}");
-    let st = wait_for(
-        &c,
-        &format!("{PDB}/db"),
-        Duration::from_secs(10),
-        "pdb recomputed",
-        |_, v| v.pointer("/status/currentHealthy") == Some(&json!(2)),
-    )
+    let st = wait_pdb(&c, "db", "pdb recomputed", |_, v| {
+        v.pointer("/status/currentHealthy") == Some(&json!(2))
+    })
     .await;
     assert_eq!(st["status"]["disruptionsAllowed"], 0, "{st}");
     assert!(
@@ -148,17 +172,7 @@ async fn eviction_honours_the_disruption_budget() {
     );
 
     // A pod no budget covers goes at once; gracePeriodSeconds 0 deletes it.
-    bound_pod(
-        &c,
-        "default",
-        "free",
-        "n1",
-        json!({"app": "free"}),
-        json!({}),
-        None,
-        true,
-    )
-    .await;
+    app_pod(&c, "free", "n1", "free", true).await;
     let (s, v) = evict(
         &c,
         "free",
@@ -206,39 +220,14 @@ async fn unready_pods_may_go_while_the_budget_is_met() {
     let c = simnode::no_retry_client(&srv.kubeconfig()).await;
     let _n = SimNode::start(&c, "n1", json!({})).await;
     for i in 0..2 {
-        bound_pod(
-            &c,
-            "default",
-            &format!("w-{i}"),
-            "n1",
-            json!({"app": "w"}),
-            json!({}),
-            None,
-            true,
-        )
-        .await;
+        app_pod(&c, &format!("w-{i}"), "n1", "w", true).await;
     }
-    bound_pod(
-        &c,
-        "default",
-        "w-sick",
-        "n1",
-        json!({"app": "w"}),
-        json!({}),
-        None,
-        false,
-    )
-    .await;
-    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "w"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "w"}}}});
+    app_pod(&c, "w-sick", "n1", "w", false).await;
+    let pdb = pdb("w", "minAvailable", 2);
     assert_eq!(post_json(&c, PDB, &pdb).await.0, 201);
-    wait_for(
-        &c,
-        &format!("{PDB}/w"),
-        Duration::from_secs(10),
-        "pdb status",
-        |_, v| v.pointer("/status/currentHealthy") == Some(&json!(2)),
-    )
+    wait_pdb(&c, "w", "pdb status", |_, v| {
+        v.pointer("/status/currentHealthy") == Some(&json!(2))
+    })
     .await;
     // Healthy pods are protected; the unready one may go (IfHealthyBudget).
     assert_eq!(
@@ -300,17 +289,7 @@ async fn kubectl_cordon_uncordon_and_drain() {
         let a = format!("a{minor}");
         let b = format!("b{minor}");
         let stay = format!("stay{minor}");
-        bound_pod(
-            &c,
-            ns,
-            &a,
-            &node,
-            json!({"app": "drain"}),
-            json!({}),
-            None,
-            true,
-        )
-        .await;
+        app_pod(&c, &a, &node, "drain", true).await;
         bound_pod(
             &c,
             ns,
@@ -322,17 +301,7 @@ async fn kubectl_cordon_uncordon_and_drain() {
             true,
         )
         .await;
-        bound_pod(
-            &c,
-            ns,
-            &stay,
-            "keep",
-            json!({"app": "drain"}),
-            json!({}),
-            None,
-            true,
-        )
-        .await;
+        app_pod(&c, &stay, "keep", "drain", true).await;
         let (ok, out) = kubectl(
             minor,
             &kc,
@@ -361,27 +330,12 @@ async fn kubectl_cordon_uncordon_and_drain() {
 
     // A budget that allows nothing makes drain retry until it times out.
     let _n = SimNode::start(&c, "guarded", json!({})).await;
-    bound_pod(
-        &c,
-        "default",
-        "g0",
-        "guarded",
-        json!({"app": "g"}),
-        json!({}),
-        None,
-        true,
-    )
-    .await;
-    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "g"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "g"}}}});
+    app_pod(&c, "g0", "guarded", "g", true).await;
+    let pdb = pdb("g", "maxUnavailable", 0);
     assert_eq!(post_json(&c, PDB, &pdb).await.0, 201);
-    wait_for(
-        &c,
-        &format!("{PDB}/g"),
-        Duration::from_secs(10),
-        "pdb g",
-        |_, v| v.pointer("/status/observedGeneration") == Some(&json!(1)),
-    )
+    wait_pdb(&c, "g", "pdb g", |_, v| {
+        v.pointer("/status/observedGeneration") == Some(&json!(1))
+    })
     .await;
     let (ok, out) = kubectl(
         33,

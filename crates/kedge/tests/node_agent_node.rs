@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{get_json, post_json, raw, TestServer};
+use common::{condition_or_null, get_json, post_json, raw, TestServer};
 use kedge_kubelet::{FakeRuntime, NodeAgent, NodeAgentConfig, NodeHandle};
 use serde_json::{json, Value};
 
@@ -102,13 +102,6 @@ async fn wait_json(
     }
 }
 
-fn condition<'a>(node: &'a Value, kind: &str) -> &'a Value {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
-
 fn in_cluster_cidr(cidr: &str) -> bool {
     cidr.starts_with("10.250.") && cidr.ends_with(".0/24")
 }
@@ -157,11 +150,11 @@ async fn node_agent_registers_a_ready_node() {
 
     // Ready once the network is.
     let node = wait_json(&client, "/api/v1/nodes/edge-node-1", 15, |n| {
-        condition(n, "Ready")["status"] == "True"
+        condition_or_null(n, "Ready")["status"] == "True"
     })
     .await;
     assert_eq!(node["spec"]["podCIDR"], pod_cidr);
-    let ready = condition(&node, "Ready");
+    let ready = condition_or_null(&node, "Ready");
     assert_eq!(ready["reason"], "KubeletReady");
     assert_eq!(ready["message"], "kubelet is posting ready status");
     for (kind, reason) in [
@@ -169,7 +162,7 @@ async fn node_agent_registers_a_ready_node() {
         ("DiskPressure", "KubeletHasNoDiskPressure"),
         ("PIDPressure", "KubeletHasSufficientPID"),
     ] {
-        let c = condition(&node, kind);
+        let c = condition_or_null(&node, kind);
         assert_eq!(c["status"], "False", "{kind}: {c}");
         assert_eq!(c["reason"], reason);
     }
@@ -287,13 +280,13 @@ async fn node_agent_registers_a_ready_node() {
     // frequency, without moving the transition time.
     let beat = ready["lastHeartbeatTime"].as_str().unwrap_or("").to_owned();
     let later = wait_json(&client, "/api/v1/nodes/edge-node-1", 10, |n| {
-        condition(n, "Ready")["lastHeartbeatTime"]
+        condition_or_null(n, "Ready")["lastHeartbeatTime"]
             .as_str()
             .is_some_and(|t| t > beat.as_str())
     })
     .await;
     assert_eq!(
-        condition(&later, "Ready")["lastTransitionTime"],
+        condition_or_null(&later, "Ready")["lastTransitionTime"],
         ready["lastTransitionTime"]
     );
 

@@ -8,9 +8,9 @@ mod simnode;
 
 use std::time::{Duration, Instant};
 
-use common::{get_json, TestServer};
+use common::{condition, get_json, TestServer};
 use serde_json::{json, Value};
-use simnode::{bound_pod, condition, has_taint, merge_patch, wait_for, SimNode};
+use simnode::{bound_pod, has_taint, merge_patch, wait_for, SimNode};
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const NOT_READY: &str = "node.kubernetes.io/not-ready";

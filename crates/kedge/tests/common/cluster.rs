@@ -62,6 +62,15 @@ impl Cluster {
         Self::start_with(&[]).await
     }
 
+    /// A started cluster, or `None` (said loudly) where this host cannot run
+    /// the end-to-end test `test`.
+    pub async fn start_unless_skipped(test: &str) -> Option<Cluster> {
+        if skip(test) {
+            return None;
+        }
+        Some(Self::start().await)
+    }
+
     /// A cluster whose server gets `extra` flags too.
     pub async fn start_with(extra: &[&str]) -> Cluster {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);

@@ -282,6 +282,31 @@ where
     }
 }
 
+/// `kubectl.1.MINOR ARGS` against the server, to completion.
+pub fn kubectl(s: &TestServer, minor: u32, args: &[&str]) -> std::process::Output {
+    Command::new(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"))
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+/// The condition of type `type_` in `obj.status.conditions` (a node's, a
+/// pod's, a workload's), if there is one.
+pub fn condition<'a>(obj: &'a serde_json::Value, type_: &str) -> Option<&'a serde_json::Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// [`condition`], or `Null` where there is none (so its fields read as
+/// `Null` too).
+pub fn condition_or_null<'a>(obj: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    condition(obj, type_).unwrap_or(&serde_json::Value::Null)
+}
+
 pub async fn get_json(client: &kube::Client, path: &str) -> (u16, serde_json::Value) {
     let (s, v, _) = raw(client, "GET", path, None, vec![]).await;
     (s, v)

@@ -215,13 +215,6 @@ pub async fn wait_for(
     }
 }
 
-pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
 pub fn has_taint(node: &Value, key: &str, effect: &str) -> bool {
     node.pointer("/spec/taints")
         .and_then(Value::as_array)
