@@ -240,7 +240,7 @@ pub struct NodeArgs {
     /// Resource name of Coral Edge TPUs
     #[arg(long, default_value = "google.com/edge-tpu")]
     pub edge_tpu_resource_name: String,
-    /// Hard eviction thresholds, as the kubelet's --eviction-hard (e.g. memory.available<200Mi,imagefs.available<5%)
+    /// Hard eviction thresholds, as the kubelet's --eviction-hard (e.g. memory.available<200Mi,imagefs.available<5%); signals not named keep upstream's defaults, 0% turns one off
     #[arg(long, value_parser = parse_eviction_hard)]
     pub eviction_hard: Option<kedge_kubelet::node::EvictionThresholds>,
     /// Fail the pods of an accelerator that turns unhealthy so their controllers replace them

@@ -48,7 +48,7 @@ impl JoinedAgent {
             format!("--cni-bridge={bridge}"),
             "--pod-masquerade=false".into(),
             format!("--kubelet-root-dir={}", kubelet_root.display()),
-            "--eviction-hard=imagefs.available<1%,nodefs.available<1%".into(),
+            format!("--eviction-hard={}", common::TEST_EVICTION_HARD),
             "--node-label=site=store-7".into(),
         ];
         JoinedAgent {

@@ -44,10 +44,10 @@ fn config(dir: &std::path::Path) -> NodeAgentConfig {
     std::fs::create_dir_all(&config.root_dir).expect("agent dir");
     config.internal_ips = vec!["127.0.0.1".parse().expect("ip")];
     config.control_plane = true;
-    // Build machines' disks are often more than 85 % full; the pressure
-    // logic has its own unit tests, this test wants a healthy node.
+    // The pressure logic has its own unit tests; this test wants a healthy
+    // node whatever the build machine's disk holds.
     config.eviction_hard =
-        kedge_kubelet::node::EvictionThresholds::parse("imagefs.available<1%,nodefs.available<1%")
+        kedge_kubelet::node::EvictionThresholds::parse(common::TEST_EVICTION_HARD)
             .expect("thresholds");
     config
         .labels

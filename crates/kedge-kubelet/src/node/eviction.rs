@@ -76,7 +76,10 @@ impl EvictionThresholds {
                 format!("{part:?} is not signal<quantity (such as memory.available<100Mi)")
             })?;
             let value = value.trim();
+            // As upstream's ParseThresholdConfig: `0%` and `100%` turn the
+            // signal off, any other threshold must be positive.
             let threshold = match value.strip_suffix('%') {
+                Some("0" | "100") => None,
                 Some(p) => {
                     let p: f32 = p
                         .parse()
@@ -84,12 +87,20 @@ impl EvictionThresholds {
                     if !(0.0..=100.0).contains(&p) {
                         return Err(format!("{value:?} is not between 0% and 100%"));
                     }
-                    Threshold::Percentage(p / 100.0)
+                    if p == 0.0 {
+                        return Err(format!("{part:?}: write 0% to turn the signal off"));
+                    }
+                    Some(Threshold::Percentage(p / 100.0))
                 }
                 None => {
                     let q = crate::podspec::Quantity::parse(value)
                         .map_err(|_| format!("{value:?} is not a quantity"))?;
-                    Threshold::Quantity(q.value().max(0) as u64)
+                    if q.value() <= 0 {
+                        return Err(format!(
+                            "{part:?}: the threshold must be positive (0% turns the signal off)"
+                        ));
+                    }
+                    Some(Threshold::Quantity(q.value() as u64))
                 }
             };
             let slot = match signal.trim() {
@@ -101,7 +112,7 @@ impl EvictionThresholds {
                 "pid.available" => &mut t.pid_available,
                 other => return Err(format!("unknown eviction signal {other:?}")),
             };
-            *slot = Some(threshold);
+            *slot = threshold;
         }
         Ok(t)
     }
@@ -217,6 +228,34 @@ mod parse_tests {
         assert!(EvictionThresholds::parse("memory.available>1Gi").is_err());
         assert!(EvictionThresholds::parse("disk.free<1%").is_err());
         assert!(EvictionThresholds::parse("nodefs.available<150%").is_err());
+    }
+
+    #[test]
+    fn zero_and_hundred_percent_turn_a_signal_off() {
+        let t = EvictionThresholds::parse("nodefs.available<0%,imagefs.inodesFree<100%")
+            .expect("parse");
+        assert_eq!(t.nodefs_available, None);
+        assert_eq!(t.imagefs_inodes_free, None);
+        assert_eq!(t.imagefs_available, Some(Threshold::Percentage(0.15)));
+        // Off means never met, however full the disk.
+        let full = Signals {
+            nodefs: Some(FsStats {
+                capacity_bytes: 100,
+                available_bytes: 0,
+                inodes: 100,
+                inodes_free: 0,
+            }),
+            ..Signals::default()
+        };
+        let off = EvictionThresholds::parse(
+            "nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%,imagefs.inodesFree<0%",
+        )
+        .expect("parse");
+        assert!(!full.thresholds_met(&off).disk);
+        assert!(full.thresholds_met(&EvictionThresholds::default()).disk);
+        // A zero quantity is refused, as upstream ("must be positive").
+        assert!(EvictionThresholds::parse("memory.available<0").is_err());
+        assert!(EvictionThresholds::parse("memory.available<0.0%").is_err());
     }
 }
 

@@ -102,11 +102,8 @@ impl Cluster {
             "--pod-masquerade=false",
             "--kubelet-port",
             &port,
-            // The build machines' disks are often more than 85 % full; disk
-            // pressure (tested on its own) must not taint the node these
-            // tests run pods on.
             "--eviction-hard",
-            "imagefs.available<1%,nodefs.available<1%",
+            super::TEST_EVICTION_HARD,
         ]);
         let server = TestServer::start_with_agent_prepared(&args, |data_dir| {
             let dst = data_dir.join("agent").join("images");

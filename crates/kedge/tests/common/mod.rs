@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// `--eviction-hard` for test nodes: memory as upstream, the four disk
+/// signals off (`0%`, upstream's way to disable one). Build and CI machines
+/// share a disk whose free space swings from tens of GiB to a few hundred
+/// MiB while the suite runs, so any disk threshold would taint a test's node
+/// with `node.kubernetes.io/disk-pressure` at random. The pressure logic has
+/// its own tests (kedge-kubelet `node::eviction` and `node::status`).
+pub const TEST_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%,imagefs.inodesFree<0%";
+
 pub struct TestServer {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
