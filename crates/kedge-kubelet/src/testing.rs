@@ -50,9 +50,11 @@ pub const TEST_PAUSE_IMAGE: &str = "kedge.local/pause:3.10";
 pub const TEST_BUSYBOX_IMAGE: &str = "kedge.local/busybox:1.36";
 
 /// Kills containerd of `paths`, every container its runc root knows and its
-/// shims. Returns what was still running (a clean shutdown leaves nothing).
+/// shims, and drops the CNI state of the sandboxes killed that way. Returns
+/// what was still running (a clean shutdown leaves nothing).
 pub fn kill_containerd_and_pods(paths: &ContainerdPaths) -> Vec<String> {
     let mut left = Vec::new();
+    let ids = runc_container_ids(paths);
     let config = paths.config_file.as_os_str().as_bytes().to_vec();
     for pid in pids() {
         let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -85,6 +87,7 @@ pub fn kill_containerd_and_pods(paths: &ContainerdPaths) -> Vec<String> {
             left.push(format!("shim {pid}"));
         }
     }
+    forget_cni_state(&ids);
     left
 }
 
@@ -108,15 +111,50 @@ pub fn delete_bridge(name: &str) -> bool {
     !Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Drops libcni's cached results of `network_name` and of containers `ids`.
+/// Drops libcni's cached results of `network_name` (none when empty) and of
+/// containers `ids`.
 pub fn forget_cni_results(network_name: &str, ids: &[String]) {
     if let Ok(entries) = fs::read_dir("/var/lib/cni/results") {
         let prefix = format!("{network_name}-");
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours =
-                name.starts_with(&prefix) || ids.iter().any(|id| name.contains(&format!("-{id}-")));
+            let ours = (!network_name.is_empty() && name.starts_with(&prefix))
+                || ids.iter().any(|id| name.contains(&format!("-{id}-")));
             if ours {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The ids of the containers (sandboxes included) runc knows under `paths`.
+pub fn runc_container_ids(paths: &ContainerdPaths) -> Vec<String> {
+    fs::read_dir(paths.runc_root.join("k8s.io"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a CNI DEL would have undone for sandboxes `ids` killed without one:
+/// libcni's cached results and host-local's IP reservations (files under
+/// `/var/lib/cni/networks/<network>/` whose first line is the id).
+pub fn forget_cni_state(ids: &[String]) {
+    forget_cni_results("", ids);
+    let Ok(networks) = fs::read_dir("/var/lib/cni/networks") else {
+        return;
+    };
+    for network in networks.flatten() {
+        let Ok(entries) = fs::read_dir(network.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let owner = fs::read_to_string(entry.path()).unwrap_or_default();
+            let owner = owner.lines().next().unwrap_or("").trim();
+            if !owner.is_empty() && ids.iter().any(|id| id == owner) {
                 let _ = fs::remove_file(entry.path());
             }
         }
