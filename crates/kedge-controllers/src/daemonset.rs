@@ -29,7 +29,6 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use self::history::REVISION_HASH_LABEL;
-use crate::job::pod_state as ps;
 use crate::util::pods::{self as podutil, PodName};
 use crate::util::selector::label_selector_query;
 use crate::util::workload::{
@@ -350,10 +349,10 @@ async fn sync(s: &Sync<'_>) -> Result<Action, Error> {
         let pod = list[0];
         if podutil::is_pod_ready(pod) {
             ready += 1;
-            if ps::is_available(pod, min_ready, now) {
+            if podutil::is_pod_available(pod, min_ready, now) {
                 available += 1;
-            } else if let Some(d) = ps::recheck_availability_in(pod, min_ready, now) {
-                requeue_sooner(&mut requeue, d);
+            } else if let Some(d) = podutil::until_available(pod, min_ready, now) {
+                requeue_sooner(&mut requeue, d + Duration::from_millis(100));
             }
         }
         if list.iter().any(|p| pod_hash(p) == Some(&hash)) {
@@ -424,7 +423,7 @@ async fn rolling_update(
             .collect();
         let new = list.iter().find(|p| pod_hash(p) == Some(hash)).copied();
         let old = list.iter().find(|p| pod_hash(p) != Some(hash)).copied();
-        let avail = |p: &Pod| ps::is_available(p, min_ready, now);
+        let avail = |p: &Pod| podutil::is_pod_available(p, min_ready, now);
         if max_surge == 0 {
             match (old, new) {
                 (None, Some(n)) if !avail(n) => unavailable += 1,

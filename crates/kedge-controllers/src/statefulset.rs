@@ -29,7 +29,6 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::daemonset::history::{self, REVISION_HASH_LABEL};
-use crate::job::pod_state as ps;
 use crate::util::pods::{self as podutil, PodName};
 use crate::util::selector::label_selector_query;
 use crate::util::workload::{
@@ -153,7 +152,7 @@ fn running_and_ready(pod: &Pod) -> bool {
 fn healthy(pod: &Pod, min_ready: i32, now: Timestamp) -> bool {
     running_and_ready(pod)
         && !podutil::is_pod_terminating(pod)
-        && ps::is_available(pod, min_ready, now)
+        && podutil::is_pod_available(pod, min_ready, now)
 }
 
 /// The template a revision stores.
@@ -423,9 +422,9 @@ async fn sync(s: &Sync<'_>) -> Result<Action, Error> {
 
     let mut requeue: Option<Duration> = None;
     let wait_ready = |p: &Pod, requeue: &mut Option<Duration>| {
-        if running_and_ready(p) && !ps::is_available(p, min_ready, now) {
-            if let Some(d) = ps::recheck_availability_in(p, min_ready, now) {
-                requeue_sooner(requeue, d);
+        if running_and_ready(p) && !podutil::is_pod_available(p, min_ready, now) {
+            if let Some(d) = podutil::until_available(p, min_ready, now) {
+                requeue_sooner(requeue, d + Duration::from_millis(100));
             }
         }
     };
@@ -550,7 +549,7 @@ async fn sync(s: &Sync<'_>) -> Result<Action, Error> {
         n += 1;
         if running_and_ready(p) {
             ready += 1;
-            if ps::is_available(p, min_ready, now) {
+            if podutil::is_pod_available(p, min_ready, now) {
                 available += 1;
             } else {
                 wait_ready(p, &mut requeue);

@@ -1,46 +1,13 @@
-//! The two pod helpers of the Job, DaemonSet and StatefulSet controllers
-//! that differ from [`crate::util::pods`] (the pod predicates, controller
-//! references, selectors and pods from templates they share with the
-//! ReplicaSet controller live there):
-//!
-//! - [`is_available`] counts whole seconds and is available once
-//!   `min_ready_seconds` have passed (`>=`), where `util::pods` follows
-//!   upstream's strict `LastTransitionTime.Add(minReady).Before(now)`;
-//! - [`deletion_order`] is a simplified `ActivePods` order (no
-//!   pod-deletion-cost, no node ranks, no ready-time step), where
-//!   `util::pods::pods_to_delete` is `ActivePodsWithRanks`.
+//! The Job controller's pod deletion order, which differs from
+//! [`crate::util::pods`] (the pod predicates, availability, controller
+//! references, selectors and pods from templates it shares with the other
+//! controllers live there): [`deletion_order`] is a simplified `ActivePods`
+//! order (no pod-deletion-cost, no node ranks, no ready-time step), where
+//! `util::pods::pods_to_delete` is `ActivePodsWithRanks`.
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
 
-use crate::util::pods::{is_pod_ready, phase, pod_ready_time};
-
-/// Ready for at least `min_ready_seconds`, in whole seconds.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
-    if !is_pod_ready(pod) {
-        return false;
-    }
-    if min_ready_seconds <= 0 {
-        return true;
-    }
-    match pod_ready_time(pod) {
-        None => false,
-        Some(t) => now.as_second() - t.as_second() >= i64::from(min_ready_seconds),
-    }
-}
-
-/// When to look again at a Ready pod that is not yet [`is_available`]: one
-/// second past `min_ready_seconds` after it became Ready (`None` without a
-/// Ready transition time).
-pub fn recheck_availability_in(
-    pod: &Pod,
-    min_ready_seconds: i32,
-    now: Timestamp,
-) -> Option<std::time::Duration> {
-    let since = pod_ready_time(pod)?;
-    let left = since.as_second() + i64::from(min_ready_seconds) - now.as_second();
-    Some(std::time::Duration::from_secs(left.max(0) as u64 + 1))
-}
+use crate::util::pods::{is_pod_ready, phase};
 
 /// Upstream's `ActivePods` ordering for picking pods to delete: unassigned
 /// before assigned, Pending before Unknown before Running, not ready before
@@ -85,18 +52,6 @@ mod tests {
 
     fn pod(v: Value) -> Pod {
         serde_json::from_value(v).expect("pod")
-    }
-
-    #[test]
-    fn availability_needs_min_ready_seconds() {
-        let p = pod(
-            json!({"metadata": {"name": "a"}, "status": {"phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}),
-        );
-        let t0: Timestamp = "2025-01-01T00:00:05Z".parse().expect("ts");
-        assert!(is_available(&p, 0, t0));
-        assert!(is_available(&p, 5, t0));
-        assert!(!is_available(&p, 6, t0));
     }
 
     #[test]
