@@ -441,7 +441,18 @@ pub fn parse(argv: Vec<OsString>) -> Result<Command, ExitCode> {
                     ExitCode::from(2)
                 });
             }
-            return Err(fail(format!("{} (see 'kedge --help')", one_line(&e))));
+            // Point at the help of the subcommand the error is about.
+            let cmd = Cli::command();
+            let sub = argv
+                .iter()
+                .skip(1)
+                .filter_map(|a| a.to_str())
+                .find(|a| cmd.get_subcommands().any(|s| s.get_name() == *a));
+            let help = match sub {
+                Some(sub) => format!("kedge {sub} --help"),
+                None => "kedge --help".to_string(),
+            };
+            return Err(fail(format!("{} (see '{help}')", one_line(&e))));
         }
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| fail(one_line(&e)))?;

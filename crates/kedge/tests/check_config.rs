@@ -64,3 +64,40 @@ fn check_config_lists_every_requirement_and_exits_accordingly() {
         "{stdout}"
     );
 }
+
+/// Bad flags: one line on stderr naming the problem and the help of the
+/// subcommand it is about, exit code 2, nothing started.
+#[test]
+fn bad_flags_get_one_line_and_the_right_help() {
+    let data = tempfile::tempdir().expect("tmp");
+    let data_dir = data.path().display().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kedge"))
+            .args(args)
+            .output()
+            .expect("run kedge");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    let (code, stderr) = run(&[
+        "server",
+        "--data-dir",
+        &data_dir,
+        "--eviction-hard",
+        "memory.available<0",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("must be positive"), "{stderr}");
+    assert!(stderr.contains("(see 'kedge server --help')"), "{stderr}");
+
+    let (code, stderr) = run(&["agent", "--no-such-flag"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("(see 'kedge agent --help')"), "{stderr}");
+
+    let (code, stderr) = run(&["--no-such-flag"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("(see 'kedge --help')"), "{stderr}");
+    // Nothing was created for the refused server.
+    assert_eq!(std::fs::read_dir(data.path()).expect("dir").count(), 0);
+}
