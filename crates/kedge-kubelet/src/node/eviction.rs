@@ -76,8 +76,9 @@ impl EvictionThresholds {
                 format!("{part:?} is not signal<quantity (such as memory.available<100Mi)")
             })?;
             let value = value.trim();
-            // As upstream's ParseThresholdConfig: `0%` and `100%` turn the
-            // signal off, any other threshold must be positive.
+            // As upstream's parseThresholdStatement: `0%` and `100%` turn the
+            // signal off (another spelling of 0 % is a threshold never met),
+            // a quantity must be positive.
             let threshold = match value.strip_suffix('%') {
                 Some("0" | "100") => None,
                 Some(p) => {
@@ -86,9 +87,6 @@ impl EvictionThresholds {
                         .map_err(|_| format!("{value:?} is not a percentage"))?;
                     if !(0.0..=100.0).contains(&p) {
                         return Err(format!("{value:?} is not between 0% and 100%"));
-                    }
-                    if p == 0.0 {
-                        return Err(format!("{part:?}: write 0% to turn the signal off"));
                     }
                     Some(Threshold::Percentage(p / 100.0))
                 }
@@ -255,7 +253,9 @@ mod parse_tests {
         assert!(full.thresholds_met(&EvictionThresholds::default()).disk);
         // A zero quantity is refused, as upstream ("must be positive").
         assert!(EvictionThresholds::parse("memory.available<0").is_err());
-        assert!(EvictionThresholds::parse("memory.available<0.0%").is_err());
+        assert!(EvictionThresholds::parse("memory.available<-1Mi").is_err());
+        let zero = EvictionThresholds::parse("nodefs.available<0.0%").expect("parse");
+        assert_eq!(zero.nodefs_available, Some(Threshold::Percentage(0.0)));
     }
 }
 
