@@ -61,6 +61,25 @@ fn ok(server: &TestServer, o: std::process::Output, what: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `kubectl -n NS set image DEPLOYMENT c=IMAGE`.
+#[track_caller]
+fn set_image(
+    server: &TestServer,
+    minor: u32,
+    ns: &str,
+    deployment: &str,
+    image: &str,
+    what: &str,
+) -> String {
+    let image = format!("c={image}");
+    run(
+        server,
+        minor,
+        &["-n", ns, "set", "image", deployment, &image],
+        what,
+    )
+}
+
 /// Runs kubectl and asserts that it succeeded; its stdout.
 #[track_caller]
 fn run(server: &TestServer, minor: u32, args: &[&str], what: &str) -> String {
@@ -335,17 +354,12 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
     }
 
     // A new image rolls out as revision 2; the old ReplicaSet goes to 0.
-    run(
+    set_image(
         server,
         minor,
-        &[
-            "-n",
-            &ns,
-            "set",
-            "image",
-            "deployment/web",
-            &format!("c={IMAGE}:2"),
-        ],
+        &ns,
+        "deployment/web",
+        &format!("{IMAGE}:2"),
         "set image",
     );
     rollout_status(
@@ -445,17 +459,12 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
         &["-n", &ns, "rollout", "pause", "deployment/web"],
         "pause",
     );
-    run(
+    set_image(
         server,
         minor,
-        &[
-            "-n",
-            &ns,
-            "set",
-            "image",
-            "deployment/web",
-            &format!("c={IMAGE}:3"),
-        ],
+        &ns,
+        "deployment/web",
+        &format!("{IMAGE}:3"),
         "set image paused",
     );
     let d = wait_json(
@@ -531,17 +540,12 @@ async fn rollout_cycle(server: &TestServer, minor: u32) {
 
     // Proportional scaling mid-rollout: a stuck rollout has old 3 + new 1
     // (maxSurge 1); scaling to 6 (max 7) adds 2 to old and 1 to new.
-    run(
+    set_image(
         server,
         minor,
-        &[
-            "-n",
-            &ns,
-            "set",
-            "image",
-            "deployment/web",
-            &format!("c={IMAGE}:stuck"),
-        ],
+        &ns,
+        "deployment/web",
+        &format!("{IMAGE}:stuck"),
         "set stuck image",
     );
     wait_json(
@@ -742,17 +746,12 @@ async fn progress_deadline_min_ready_recreate_and_history_limit() {
         "batch status",
     );
     for v in 2..=4 {
-        run(
+        set_image(
             &server,
             33,
-            &[
-                "-n",
-                ns,
-                "set",
-                "image",
-                "deployment/batch",
-                &format!("c={IMAGE}:{v}"),
-            ],
+            ns,
+            "deployment/batch",
+            &format!("{IMAGE}:{v}"),
             "set image",
         );
         let deadline = Instant::now() + Duration::from_secs(60);
